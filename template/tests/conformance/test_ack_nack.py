@@ -1,0 +1,78 @@
+"""Acknowledgement: the return values Protean's engine relies on."""
+
+from __future__ import annotations
+
+import pytest
+from protean.port.broker import BaseBroker, BrokerCapabilities
+
+from tests.conftest import ReadUntil
+
+pytestmark = pytest.mark.requires(BrokerCapabilities.ACK_NACK)
+
+
+def test_ack_of_a_delivered_message_is_true_once(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    broker.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1)
+    assert broker.ack(stream, identifier, group) is True
+    assert broker.ack(stream, identifier, group) is False
+
+
+def test_ack_of_an_unknown_identifier_or_foreign_group_is_false(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    broker.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1)
+    assert broker.ack(stream, "no-such-message", group) is False
+    assert broker.ack(stream, identifier, f"{group}-other") is False
+    assert broker.nack(stream, identifier, f"{group}-other") is False
+    assert broker.ack(stream, identifier, group) is True
+
+
+def test_an_unacked_message_is_not_redelivered_within_its_group(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
+) -> None:
+    broker.publish(stream, {"n": 1})
+    assert len(read_until(stream, group, 1)) == 1
+    assert read_until(stream, group, 1, timeout=quiet) == []
+
+
+def test_a_nacked_message_comes_back_with_the_same_identifier(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    broker.publish(stream, {"n": 1})
+    [(identifier, payload)] = read_until(stream, group, 1)
+    assert broker.nack(stream, identifier, group) is True
+    assert read_until(stream, group, 1) == [(identifier, payload)]
+    assert broker.ack(stream, identifier, group) is True
+
+
+def test_nack_after_ack_is_false(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    broker.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1)
+    assert broker.ack(stream, identifier, group) is True
+    assert broker.nack(stream, identifier, group) is False
+
+
+def test_ack_after_nack_settles_the_message(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
+) -> None:
+    broker.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1)
+    assert broker.nack(stream, identifier, group) is True
+    assert broker.ack(stream, identifier, group) is True
+    assert read_until(stream, group, 1, timeout=quiet) == []
+
+
+def test_acks_in_any_order_settle_each_message_once(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
+) -> None:
+    for n in range(5):
+        broker.publish(stream, {"n": n})
+    identifiers = [identifier for identifier, _ in read_until(stream, group, 5)]
+    for identifier in reversed(identifiers):
+        assert broker.ack(stream, identifier, group) is True
+    assert read_until(stream, group, 1, timeout=quiet) == []

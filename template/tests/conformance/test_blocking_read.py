@@ -1,0 +1,41 @@
+"""Blocking reads: wait for a message instead of polling, within the timeout."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from protean.port.broker import BaseBroker, BrokerCapabilities
+
+pytestmark = pytest.mark.requires(BrokerCapabilities.BLOCKING_READ)
+
+
+def test_a_waiting_reader_receives_a_message_published_meanwhile(
+    broker: BaseBroker, stream: str, group: str, patience: float
+) -> None:
+    broker.read_blocking(stream, group, "worker-1", timeout_ms=0)  # join the group
+    publisher = threading.Timer(0.2, broker.publish, args=(stream, {"n": 1}))
+    publisher.start()
+    received = broker.read_blocking(
+        stream, group, "worker-1", timeout_ms=int(patience * 1000), count=10
+    )
+    publisher.join()
+    assert [payload for _, payload in received] == [{"n": 1}]
+
+
+def test_an_empty_read_returns_after_the_timeout(
+    broker: BaseBroker, stream: str, group: str
+) -> None:
+    started = time.monotonic()
+    assert broker.read_blocking(stream, group, "worker-1", timeout_ms=300) == []
+    elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 5.0
+
+
+def test_a_zero_timeout_returns_at_once(
+    broker: BaseBroker, stream: str, group: str
+) -> None:
+    started = time.monotonic()
+    assert broker.read_blocking(stream, group, "worker-1", timeout_ms=0) == []
+    assert time.monotonic() - started < 1.0

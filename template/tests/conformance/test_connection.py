@@ -1,0 +1,46 @@
+"""Connection resilience: the broker recovers after its connection is closed."""
+
+from __future__ import annotations
+
+import pytest
+from protean.port.broker import BaseBroker, BrokerCapabilities
+
+from tests.conftest import ReadUntil
+
+PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
+
+
+@PUBLISH
+def test_ensure_connection_succeeds_when_the_backend_is_up(broker: BaseBroker) -> None:
+    assert broker.ensure_connection() is True
+    assert broker.ping() is True
+
+
+@PUBLISH
+def test_ensure_connection_restores_a_closed_broker(
+    broker: BaseBroker, stream: str
+) -> None:
+    broker.close()
+    assert broker.ensure_connection() is True
+    assert broker.ping() is True
+    assert broker.publish(stream, {"n": 1})
+
+
+@PUBLISH
+def test_publish_reconnects_by_itself_after_close(
+    broker: BaseBroker, stream: str
+) -> None:
+    broker.close()
+    assert broker.publish(stream, {"n": 1})
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+def test_reads_resume_after_reconnecting(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    first = broker.publish(stream, {"n": 1})
+    assert [i for i, _ in read_until(stream, group, 1)] == [first]
+    broker.close()
+    assert broker.ensure_connection() is True
+    second = broker.publish(stream, {"n": 2})
+    assert [i for i, _ in read_until(stream, group, 1)] == [second]

@@ -1,0 +1,75 @@
+"""Publishing: identifiers, payload ownership, and subscribers called on publish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from protean.core.subscriber import BaseSubscriber
+from protean.domain import Domain
+from protean.exceptions import ValidationError
+from protean.port.broker import BaseBroker, BrokerCapabilities
+
+from tests.conftest import broker_settings
+
+PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
+
+
+@PUBLISH
+def test_publish_returns_a_non_empty_string_identifier(
+    broker: BaseBroker, stream: str
+) -> None:
+    identifier = broker.publish(stream, {"order_id": 1})
+    assert isinstance(identifier, str)
+    assert identifier
+
+
+@PUBLISH
+def test_identifiers_are_unique_within_and_across_streams(
+    broker: BaseBroker, stream: str
+) -> None:
+    identifiers = [broker.publish(stream, {"n": n}) for n in range(5)]
+    identifiers += [broker.publish(f"{stream}-other", {"n": n}) for n in range(5)]
+    assert len(set(identifiers)) == 10
+
+
+@PUBLISH
+def test_an_empty_message_is_refused(broker: BaseBroker, stream: str) -> None:
+    with pytest.raises(ValidationError):
+        broker.publish(stream, {})
+
+
+@PUBLISH
+def test_publish_leaves_the_callers_dict_untouched(
+    broker: BaseBroker, stream: str
+) -> None:
+    message: dict[str, Any] = {"order_id": 7, "lines": [{"sku": "A", "qty": 2}]}
+    snapshot = {"order_id": 7, "lines": [{"sku": "A", "qty": 2}]}
+    broker.publish(stream, message)
+    assert message == snapshot
+
+
+@pytest.mark.requires(BrokerCapabilities.SUBSCRIBE)
+def test_a_registered_subscriber_receives_each_published_message(
+    broker: BaseBroker, stream: str
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Recorder(BaseSubscriber):
+        def __call__(self, payload: dict[str, Any]) -> None:
+            received.append(payload)
+
+    domain = Domain(
+        name="subscriber-test",
+        config={
+            "brokers": {"default": broker_settings()},
+            "message_processing": "sync",
+        },
+    )
+    domain.register(Recorder, stream=stream)
+    domain.init(traverse=False)
+    with domain.domain_context():
+        domain.brokers["default"].publish(stream, {"order_id": 1})
+        domain.brokers["default"].publish(stream, {"order_id": 2})
+    domain.brokers["default"].close()
+    assert received == [{"order_id": 1}, {"order_id": 2}]
