@@ -1,10 +1,10 @@
-"""Run a real single-node Kafka broker (KRaft) for tests, without Docker.
+"""Run a real Kafka broker (KRaft) for tests, without Docker.
 
 The broker's jars come from Maven Central through ``tests/kafka/pom.xml``
 (package registries are the only thing reachable in CI), are cached once, and
-the broker runs as a plain ``java`` child process on free loopback ports.
+each node runs as a plain ``java`` child process on free loopback ports.
 
-Use it from tests::
+Use it from tests (``KafkaCluster(3)`` likewise gives three nodes)::
 
     with KafkaServer() as kafka:
         produce_to(kafka.bootstrap_servers)
@@ -297,12 +297,15 @@ class KafkaServer:
             return self._proc.poll() is None
         return self.pid is not None and pid_alive(self.pid)
 
-    def stop(self) -> None:
-        """SIGTERM for a clean shutdown (a restart then recovers nothing), then KILL."""
+    def stop(self, *, graceful: bool = True) -> None:
+        """SIGTERM for a clean shutdown (a restart then recovers nothing), then KILL.
+
+        ``graceful=False`` kills at once, for data that is about to be deleted.
+        """
         if self.pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, signal.SIGTERM if graceful else signal.SIGKILL)
             if not self._wait_exit(self.stop_timeout):
                 log.warning("Kafka pid %s ignored SIGTERM; killing it", self.pid)
                 os.kill(self.pid, signal.SIGKILL)
@@ -313,7 +316,7 @@ class KafkaServer:
 
     def close(self) -> None:
         """Stop, and delete the data folder if this object made it."""
-        self.stop()
+        self.stop(graceful=not self._own_dir)
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -517,10 +520,17 @@ class KafkaCluster:
             server.stop()
 
     def close(self) -> None:
-        """Stop, and delete the data folder if this object made it."""
-        self.stop()
+        """Stop, and delete the data folder if this object made it.
+
+        A graceful stop of a multi-node quorum takes seconds (the last leader
+        waits to hand over), so data that is about to go is killed instead.
+        """
         if self._own_dir:
+            for server in self.servers:
+                server.stop(graceful=False)
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        else:
+            self.stop()
 
 
 # --- CLI: a long-lived broker for development and CI scripts -------------------

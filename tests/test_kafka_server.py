@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from kafka_server import (
+
+from tests.kafka_server import (
     HOST,
     KafkaCluster,
     KafkaHarnessError,
@@ -100,8 +101,8 @@ def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
     assert not server.running
 
 
-def test_cluster_survives_losing_the_leader(tmp_path: Path) -> None:
-    with KafkaCluster(3, tmp_path / "cluster") as cluster:
+def test_cluster_survives_losing_the_leader() -> None:
+    with KafkaCluster(3) as cluster:
         create_topic(cluster.bootstrap_servers, "replicated", replicas=3)
         produce(cluster.bootstrap_servers, "replicated", b"before")
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})

@@ -1,0 +1,163 @@
+"""Shared machinery for the template's own tests: render, install, time.
+
+Every render goes through Copier's Python API from a throw-away git copy of the
+working tree, so uncommitted template edits are what gets tested and every
+generated answers file carries a real `_commit`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_FILES = ("copier.yml", "template", "hooks")
+TIERS = (
+    "basic_pubsub",
+    "simple_queuing",
+    "reliable_messaging",
+    "ordered_messaging",
+    "enterprise_streaming",
+)
+BACKENDS = ("skeleton",)
+
+TIMINGS: dict[str, float] = {}
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+def snapshot_template(destination: Path, tag: str = "v0.0.0") -> Path:
+    """Copy the template's files into a fresh, tagged git repository."""
+    destination.mkdir(parents=True)
+    for name in TEMPLATE_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(
+                source, destination / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        elif source.exists():
+            shutil.copy2(source, destination / name)
+    git(destination, "init", "-q", "-b", "main")
+    git(destination, "add", "-A")
+    git(
+        destination,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "template",
+    )
+    git(destination, "tag", tag)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def template_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return snapshot_template(tmp_path_factory.mktemp("template") / "src")
+
+
+def render(template: Path, destination: Path, **answers: Any) -> Path:
+    """`copier copy --defaults --data ...` through Copier's API, never trusted."""
+    copier.run_copy(
+        str(template),
+        destination,
+        data={"broker_name": "acme", **answers},
+        defaults=True,
+        unsafe=False,
+        quiet=True,
+        vcs_ref="HEAD",
+    )
+    return destination
+
+
+def run(*command: str | Path, cwd: Path, env: Mapping[str, str] | None = None) -> str:
+    """Run a command; on failure show its output so the test report explains it."""
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"`{' '.join(map(str, command))}` exited {result.returncode}\n"
+            f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
+    return result.stdout
+
+
+def uv() -> str:
+    found = shutil.which("uv")
+    if found is None:
+        pytest.fail("uv is required: pip install uv")
+    return found
+
+
+def make_venv(path: Path, *requirements: str) -> Path:
+    """A fresh virtual environment with `requirements` installed; returns its bin/."""
+    run(uv(), "venv", "-q", "--python", sys.executable, path, cwd=path.parent)
+    run(
+        uv(),
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        path / "bin" / "python",
+        *requirements,
+        cwd=path.parent,
+    )
+    return path / "bin"
+
+
+class Stopwatch:
+    """Records how long named steps took, for the summary at the end of the run."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def step(self, name: str) -> _Step:
+        return _Step(f"{self.label}: {name}")
+
+
+class _Step:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        TIMINGS[self.key] = time.perf_counter() - self.started
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("timings (seconds)")
+        for key, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{seconds:8.2f}  {key}")
+
+
+@pytest.fixture
+def stopwatch(request: pytest.FixtureRequest) -> Iterator[Stopwatch]:
+    yield Stopwatch(
+        request.node.callspec.id
+        if hasattr(request.node, "callspec")
+        else request.node.name
+    )

@@ -1,0 +1,44 @@
+"""Protean matrix: the generated tests pass on every release the package allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+
+from tests.conftest import make_venv, render, run
+
+pytestmark = pytest.mark.package
+
+RELEASES = ("0.15.0", "0.16.3", "0.17.1", "0.18.0")
+
+CASES = [
+    # The richest tier every release supports, and the tier that needs 0.17.
+    ("ordered_messaging", ["blocking_read", "dead_letter_queue"], release)
+    for release in RELEASES
+] + [("enterprise_streaming", [], release) for release in RELEASES]
+
+
+@pytest.mark.parametrize(("tier", "extras", "release"), CASES, ids=[f"{t}-{r}" for t, _, r in CASES])
+def test_the_skeleton_passes_on_each_allowed_protean_release(
+    template_src: Path, tmp_path: Path, tier: str, extras: list[str], release: str
+) -> None:
+    package = render(
+        template_src, tmp_path / "pkg", capability_tier=tier, extra_capabilities=extras
+    )
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    [protean] = [Requirement(r) for r in project["dependencies"] if r.startswith("protean")]
+    if release not in protean.specifier:
+        pytest.skip(f"the package requires protean{protean.specifier}")
+    bin_dir = make_venv(tmp_path / "venv", f"{package}[test]", f"protean=={release}")
+    output = run(bin_dir / "pytest", "-q", "-p", "no:cacheprovider", cwd=package)
+    assert " passed" in output and "failed" not in output
+
+
+def test_the_declared_range_is_exactly_the_tested_releases() -> None:
+    """Every release in the matrix is allowed by some tier, and none beyond it is."""
+    low = Requirement("protean>=0.15.0,<0.19").specifier
+    assert all(release in low for release in RELEASES)
+    assert "0.14.2" not in low and "0.19.0" not in low

@@ -1,0 +1,159 @@
+"""Fast tier: every tier and backend renders into a complete, well-formed package."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BACKENDS, TIERS, render
+
+LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%")
+
+MATRIX = [(backend, tier) for backend in BACKENDS for tier in TIERS]
+
+
+@pytest.fixture(scope="module", params=MATRIX, ids=[f"{b}-{t}" for b, t in MATRIX])
+def rendered(
+    request: pytest.FixtureRequest,
+    template_src: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    backend, tier = request.param
+    return render(
+        template_src,
+        tmp_path_factory.mktemp("render") / "pkg",
+        backend=backend,
+        capability_tier=tier,
+    )
+
+
+def files(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
+def test_no_jinja_is_left_in_paths_or_contents(rendered: Path) -> None:
+    for path in files(rendered):
+        relative = str(path.relative_to(rendered))
+        assert not LEFTOVER_JINJA.search(relative), relative
+        assert not path.name.endswith(".jinja"), relative
+        assert not LEFTOVER_JINJA.search(path.read_text()), relative
+
+
+def test_every_toml_and_yaml_file_parses(rendered: Path) -> None:
+    parsed = 0
+    for path in files(rendered):
+        if path.suffix == ".toml":
+            tomllib.loads(path.read_text())
+            parsed += 1
+        elif path.suffix in {".yml", ".yaml"}:
+            yaml.safe_load(path.read_text())
+            parsed += 1
+    assert parsed >= 4  # pyproject, answers, pre-commit, CI workflow
+
+
+def test_the_entry_point_table_is_exactly_the_register_function(rendered: Path) -> None:
+    project = tomllib.loads((rendered / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "protean-acme-broker"
+    assert project["entry-points"] == {
+        "protean.brokers": {"acme": "protean_acme:register"}
+    }
+    assert (rendered / "src/protean_acme/__init__.py").is_file()
+    assert (rendered / "src/protean_acme/broker.py").is_file()
+    assert (rendered / "src/protean_acme/py.typed").is_file()
+
+
+def test_the_answers_file_can_drive_copier_update(rendered: Path) -> None:
+    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v0.0.0"
+    assert answers["_src_path"]
+    assert answers["broker_name"] == "acme"
+    assert not {"python_keywords", "has_ack_nack", "capabilities_assignment"} & set(
+        answers
+    )
+
+
+def test_ruff_finds_nothing_to_fix_or_reformat(rendered: Path) -> None:
+    for command in (["ruff", "format", "--check", "."], ["ruff", "check", "."]):
+        result = subprocess.run(command, cwd=rendered, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("license", "first_line", "spdx"),
+    [
+        ("MIT", "MIT License", "MIT"),
+        ("Apache-2.0", "Apache License", "Apache-2.0"),
+        ("BSD-3-Clause", "BSD 3-Clause License", "BSD-3-Clause"),
+        ("Proprietary", "Copyright (c)", "LicenseRef-Proprietary"),
+    ],
+)
+def test_the_licence_file_matches_the_spdx_expression(
+    template_src: Path, tmp_path: Path, license: str, first_line: str, spdx: str
+) -> None:
+    package = render(template_src, tmp_path / "pkg", license=license)
+    assert (package / "LICENSE").read_text().strip().startswith(first_line)
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    assert project["license"] == spdx
+
+
+def test_custom_names_flow_everywhere(template_src: Path, tmp_path: Path) -> None:
+    package = render(
+        template_src,
+        tmp_path / "pkg",
+        broker_name="nats_js",
+        distribution_name="acme-nats",
+        package_name="acme_nats",
+        class_name="JetStreamBroker",
+        python_min="3.12",
+    )
+    project = tomllib.loads((package / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "acme-nats"
+    assert project["project"]["requires-python"] == ">=3.12"
+    assert project["project"]["entry-points"]["protean.brokers"] == {
+        "nats_js": "acme_nats:register"
+    }
+    assert (
+        "class JetStreamBroker(BaseBroker)"
+        in (package / "src/acme_nats/broker.py").read_text()
+    )
+    assert project["tool"]["ruff"]["target-version"] == "py312"
+
+
+def test_derived_defaults_follow_the_broker_name(
+    template_src: Path, tmp_path: Path
+) -> None:
+    package = render(template_src, tmp_path / "pkg", broker_name="nats_jet")
+    answers = yaml.safe_load((package / ".copier-answers.yml").read_text())
+    assert answers["distribution_name"] == "protean-nats-jet-broker"
+    assert answers["package_name"] == "protean_nats_jet"
+    assert answers["class_name"] == "NatsJetBroker"
+
+
+def test_extras_add_to_the_tier(template_src: Path, tmp_path: Path) -> None:
+    package = render(
+        template_src,
+        tmp_path / "pkg",
+        capability_tier="reliable_messaging",
+        extra_capabilities=["blocking_read", "dead_letter_queue"],
+    )
+    broker = (package / "src/protean_acme/broker.py").read_text()
+    assert "BrokerCapabilities.RELIABLE_MESSAGING" in broker
+    assert "| BrokerCapabilities.BLOCKING_READ" in broker
+    assert "| BrokerCapabilities.DEAD_LETTER_QUEUE" in broker
+    assert "def _read_blocking(" in broker
+
+
+def test_the_partitioning_tier_raises_the_protean_floor(
+    template_src: Path, tmp_path: Path
+) -> None:
+    low = render(template_src, tmp_path / "low", capability_tier="reliable_messaging")
+    high = render(
+        template_src, tmp_path / "high", capability_tier="enterprise_streaming"
+    )
+    assert '"protean>=0.15.0,<0.19"' in (low / "pyproject.toml").read_text()
+    assert '"protean>=0.17.1,<0.19"' in (high / "pyproject.toml").read_text()

@@ -1,0 +1,69 @@
+"""Every bad answer is refused with a message naming the question, leaving nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import render
+
+BAD_ANSWERS = [
+    ("broker_name", "Kafka-Broker", "lowercase letter first"),
+    ("broker_name", "1kafka", "lowercase letter first"),
+    ("broker_name", "inline", "built-in providers"),
+    ("broker_name", "redis", "built-in providers"),
+    ("broker_name", "class", "Python keyword"),
+    ("broker_name", "../x", "lowercase letter first"),
+    ("broker_name", "", "2 to 30 characters"),
+    ("broker_name", "k", "2 to 30 characters"),
+    ("broker_name", "k" * 40, "2 to 30 characters"),
+    ("distribution_name", "Protean_Kafka", "normalised distribution name"),
+    ("distribution_name", "protean--kafka", "normalised distribution name"),
+    ("package_name", "protean-kafka", "not a valid package name"),
+    ("package_name", "import", "Python keyword"),
+    ("class_name", "kafkaBroker", "not a valid class name"),
+    ("class_name", "Kafka Broker", "not a valid class name"),
+    ("author_email", "not-an-address", "not an e-mail address"),
+    ("author_name", "", "non-empty line"),
+    ("description", "", "non-empty line"),
+    ("license", "GPL-3.0", "GPL-3.0"),
+    ("python_min", "3.10", "3.10"),
+    ("backend", "rabbitmq", "rabbitmq"),
+    ("capability_tier", "gold", "gold"),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "explanation"),
+    BAD_ANSWERS,
+    ids=[f"{q}={a[:12]!r}" for q, a, _ in BAD_ANSWERS],
+)
+def test_a_bad_answer_is_refused_and_nothing_is_generated(
+    template_src: Path, tmp_path: Path, question: str, answer: str, explanation: str
+) -> None:
+    destination = tmp_path / "pkg"
+    with pytest.raises(ValueError, match=question) as refused:
+        render(template_src, destination, **{question: answer})
+    assert explanation in str(refused.value)
+    assert not destination.exists() or not any(destination.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("tier", "extras", "explanation"),
+    [
+        ("basic_pubsub", ["blocking_read"], "needs consumer groups"),
+        ("simple_queuing", ["dead_letter_queue"], "needs ack/nack"),
+        ("enterprise_streaming", ["dead_letter_queue"], "already includes"),
+    ],
+)
+def test_extras_the_tier_cannot_carry_are_refused(
+    template_src: Path, tmp_path: Path, tier: str, extras: list[str], explanation: str
+) -> None:
+    destination = tmp_path / "pkg"
+    with pytest.raises(ValueError, match="extra_capabilities") as refused:
+        render(
+            template_src, destination, capability_tier=tier, extra_capabilities=extras
+        )
+    assert explanation in str(refused.value)
+    assert not destination.exists() or not any(destination.iterdir())
