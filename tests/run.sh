@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the template's tests need, then run all of them.
+#
+#   bash tests/run.sh            every test: render matrix, packages, Kafka
+#   bash tests/run.sh -m "not package and not kafka"   the fast tier only
+#
+# Needs Python 3.11+, a JDK 17+ and Maven (Kafka comes from Maven Central).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/python tests/kafka_server.py fetch >/dev/null   # Kafka jars, cached after the first run
+
+export PATH="$PWD/.venv/bin:$PATH"
+exec pytest "$@"
