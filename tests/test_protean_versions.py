@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from tests.conftest import make_venv, render, run
 
@@ -21,7 +22,9 @@ CASES = [
 ] + [("enterprise_streaming", [], release) for release in RELEASES]
 
 
-@pytest.mark.parametrize(("tier", "extras", "release"), CASES, ids=[f"{t}-{r}" for t, _, r in CASES])
+@pytest.mark.parametrize(
+    ("tier", "extras", "release"), CASES, ids=[f"{t}-{r}" for t, _, r in CASES]
+)
 def test_the_skeleton_passes_on_each_allowed_protean_release(
     template_src: Path, tmp_path: Path, tier: str, extras: list[str], release: str
 ) -> None:
@@ -29,7 +32,9 @@ def test_the_skeleton_passes_on_each_allowed_protean_release(
         template_src, tmp_path / "pkg", capability_tier=tier, extra_capabilities=extras
     )
     project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
-    [protean] = [Requirement(r) for r in project["dependencies"] if r.startswith("protean")]
+    [protean] = [
+        Requirement(r) for r in project["dependencies"] if r.startswith("protean")
+    ]
     if release not in protean.specifier:
         pytest.skip(f"the package requires protean{protean.specifier}")
     bin_dir = make_venv(tmp_path / "venv", f"{package}[test]", f"protean=={release}")
@@ -37,8 +42,24 @@ def test_the_skeleton_passes_on_each_allowed_protean_release(
     assert " passed" in output and "failed" not in output
 
 
-def test_the_declared_range_is_exactly_the_tested_releases() -> None:
-    """Every release in the matrix is allowed by some tier, and none beyond it is."""
-    low = Requirement("protean>=0.15.0,<0.19").specifier
-    assert all(release in low for release in RELEASES)
-    assert "0.14.2" not in low and "0.19.0" not in low
+@pytest.mark.parametrize(
+    ("tier", "tested"),
+    [("reliable_messaging", RELEASES), ("enterprise_streaming", RELEASES[2:])],
+)
+def test_the_declared_range_starts_and_ends_with_tested_releases(
+    template_src: Path, tmp_path: Path, tier: str, tested: tuple[str, ...]
+) -> None:
+    """The floor is a tested release and nothing newer than the matrix is allowed."""
+    package = render(template_src, tmp_path / "pkg", capability_tier=tier)
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    [protean] = [
+        Requirement(r) for r in project["dependencies"] if r.startswith("protean")
+    ]
+    assert [release for release in RELEASES if release in protean.specifier] == list(
+        tested
+    )
+    floor = min(
+        Version(spec.version) for spec in protean.specifier if spec.operator == ">="
+    )
+    assert str(floor) == tested[0]
+    assert "0.19.0" not in protean.specifier

@@ -44,6 +44,12 @@ def test_no_jinja_is_left_in_paths_or_contents(rendered: Path) -> None:
         assert not LEFTOVER_JINJA.search(path.read_text()), relative
 
 
+def test_the_changelog_names_the_declared_capabilities(rendered: Path) -> None:
+    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    changelog = (rendered / "CHANGELOG.md").read_text()
+    assert f"`{answers['capability_tier'].upper()}" in changelog
+
+
 def test_every_toml_and_yaml_file_parses(rendered: Path) -> None:
     parsed = 0
     for path in files(rendered):
