@@ -161,3 +161,20 @@ def stopwatch(request: pytest.FixtureRequest) -> Iterator[Stopwatch]:
         if hasattr(request.node, "callspec")
         else request.node.name
     )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One warm Kafka broker for the whole session: the one named by
+    `KAFKA_BOOTSTRAP_SERVERS`, or a fresh KRaft node from the harness.
+
+    A broker that cannot start fails the tests with its log; it never skips them.
+    """
+    from tests.kafka_server import KafkaServer
+
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    with KafkaServer(tmp_path_factory.mktemp("kafka") / "data") as server:
+        yield server.bootstrap_servers

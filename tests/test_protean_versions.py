@@ -19,7 +19,7 @@ CASES = [
     # The richest tier every release supports, and the tier that needs 0.17.
     ("ordered_messaging", ["blocking_read", "dead_letter_queue"], release)
     for release in RELEASES
-] + [("enterprise_streaming", [], release) for release in RELEASES]
+] + [("enterprise_streaming", [], release) for release in RELEASES[2:]]
 
 
 @pytest.mark.parametrize(
@@ -35,8 +35,7 @@ def test_the_skeleton_passes_on_each_allowed_protean_release(
     [protean] = [
         Requirement(r) for r in project["dependencies"] if r.startswith("protean")
     ]
-    if release not in protean.specifier:
-        pytest.skip(f"the package requires protean{protean.specifier}")
+    assert release in protean.specifier
     bin_dir = make_venv(tmp_path / "venv", f"{package}[test]", f"protean=={release}")
     output = run(bin_dir / "pytest", "-q", "-p", "no:cacheprovider", cwd=package)
     assert " passed" in output and "failed" not in output
