@@ -10,60 +10,57 @@ from tests.conftest import ReadUntil
 pytestmark = pytest.mark.requires(BrokerCapabilities.ACK_NACK)
 
 
-def test_ack_of_a_delivered_message_is_true_once(
+@pytest.fixture
+def delivered(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
-) -> None:
+) -> str:
+    """The identifier of one message delivered to `group` and not yet settled."""
     broker.publish(stream, {"n": 1})
     [(identifier, _)] = read_until(stream, group, 1)
-    assert broker.ack(stream, identifier, group) is True
-    assert broker.ack(stream, identifier, group) is False
+    return identifier
+
+
+def test_ack_of_a_delivered_message_is_true_once(
+    broker: BaseBroker, stream: str, group: str, delivered: str
+) -> None:
+    assert broker.ack(stream, delivered, group) is True
+    assert broker.ack(stream, delivered, group) is False
 
 
 def test_ack_of_an_unknown_identifier_or_foreign_group_is_false(
-    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+    broker: BaseBroker, stream: str, group: str, delivered: str
 ) -> None:
-    broker.publish(stream, {"n": 1})
-    [(identifier, _)] = read_until(stream, group, 1)
     assert broker.ack(stream, "no-such-message", group) is False
-    assert broker.ack(stream, identifier, f"{group}-other") is False
-    assert broker.nack(stream, identifier, f"{group}-other") is False
-    assert broker.ack(stream, identifier, group) is True
-
-
-def test_an_unacked_message_is_not_redelivered_within_its_group(
-    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
-) -> None:
-    broker.publish(stream, {"n": 1})
-    assert len(read_until(stream, group, 1)) == 1
-    assert read_until(stream, group, 1, timeout=quiet) == []
+    assert broker.ack(stream, delivered, f"{group}-other") is False
+    assert broker.nack(stream, delivered, f"{group}-other") is False
+    assert broker.ack(stream, delivered, group) is True
 
 
 def test_a_nacked_message_comes_back_with_the_same_identifier(
-    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+    broker: BaseBroker, stream: str, group: str, delivered: str, read_until: ReadUntil
 ) -> None:
-    broker.publish(stream, {"n": 1})
-    [(identifier, payload)] = read_until(stream, group, 1)
-    assert broker.nack(stream, identifier, group) is True
-    assert read_until(stream, group, 1) == [(identifier, payload)]
-    assert broker.ack(stream, identifier, group) is True
+    assert broker.nack(stream, delivered, group) is True
+    assert read_until(stream, group, 1) == [(delivered, {"n": 1})]
+    assert broker.ack(stream, delivered, group) is True
 
 
 def test_nack_after_ack_is_false(
-    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+    broker: BaseBroker, stream: str, group: str, delivered: str
 ) -> None:
-    broker.publish(stream, {"n": 1})
-    [(identifier, _)] = read_until(stream, group, 1)
-    assert broker.ack(stream, identifier, group) is True
-    assert broker.nack(stream, identifier, group) is False
+    assert broker.ack(stream, delivered, group) is True
+    assert broker.nack(stream, delivered, group) is False
 
 
 def test_ack_after_nack_settles_the_message(
-    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
+    broker: BaseBroker,
+    stream: str,
+    group: str,
+    delivered: str,
+    read_until: ReadUntil,
+    quiet: float,
 ) -> None:
-    broker.publish(stream, {"n": 1})
-    [(identifier, _)] = read_until(stream, group, 1)
-    assert broker.nack(stream, identifier, group) is True
-    assert broker.ack(stream, identifier, group) is True
+    assert broker.nack(stream, delivered, group) is True
+    assert broker.ack(stream, delivered, group) is True
     assert read_until(stream, group, 1, timeout=quiet) == []
 
 

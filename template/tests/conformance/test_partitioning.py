@@ -14,6 +14,14 @@ pytestmark = pytest.mark.requires(BrokerCapabilities.STREAM_PARTITIONING)
 TTL_MS = 60_000
 
 
+@pytest.fixture
+def lease(broker: BaseBroker, stream: str) -> str:
+    """A lease on `stream`, held by owner-a at generation 1 (token `owner-a:1`)."""
+    key = f"{stream}:lease"
+    assert broker.acquire_partition_lease(key, f"{stream}:gen", "owner-a", TTL_MS) == 1
+    return key
+
+
 def test_a_lease_has_one_owner_and_a_growing_generation(
     broker: BaseBroker, stream: str
 ) -> None:
@@ -36,10 +44,8 @@ def test_an_expired_lease_can_be_taken_over(broker: BaseBroker, stream: str) -> 
 
 
 def test_fenced_reads_and_acks_need_the_current_token(
-    broker: BaseBroker, stream: str, group: str
+    broker: BaseBroker, stream: str, group: str, lease: str
 ) -> None:
-    lease, generation = f"{stream}:lease", f"{stream}:generation"
-    broker.acquire_partition_lease(lease, generation, "owner-a", TTL_MS)
     identifier = broker.publish(stream, {"n": 1})
     [(delivered, payload)] = broker.read_partition_fenced(
         stream, group, "owner-a:1", lease, "owner-a:1"
@@ -53,10 +59,8 @@ def test_fenced_reads_and_acks_need_the_current_token(
 
 
 def test_pending_reads_return_the_owners_unacked_messages(
-    broker: BaseBroker, stream: str, group: str
+    broker: BaseBroker, stream: str, group: str, lease: str
 ) -> None:
-    lease, generation = f"{stream}:lease", f"{stream}:generation"
-    broker.acquire_partition_lease(lease, generation, "owner-a", TTL_MS)
     identifier = broker.publish(stream, {"n": 1})
     broker.read_partition_fenced(stream, group, "owner-a:1", lease, "owner-a:1")
     pending = broker.read_partition_fenced(
@@ -66,14 +70,12 @@ def test_pending_reads_return_the_owners_unacked_messages(
 
 
 def test_a_new_owner_reclaims_the_previous_owners_pending_messages(
-    broker: BaseBroker, stream: str, group: str
+    broker: BaseBroker, stream: str, group: str, lease: str
 ) -> None:
-    lease, generation = f"{stream}:lease", f"{stream}:generation"
-    broker.acquire_partition_lease(lease, generation, "owner-a", TTL_MS)
     identifier = broker.publish(stream, {"n": 1})
     broker.read_partition_fenced(stream, group, "owner-a:1", lease, "owner-a:1")
     broker.release_partition_lease(lease, "owner-a:1")
-    broker.acquire_partition_lease(lease, generation, "owner-b", TTL_MS)
+    broker.acquire_partition_lease(lease, f"{stream}:gen", "owner-b", TTL_MS)
     reclaimed = broker.reclaim_partition_pending(stream, group, "owner-b:2")
     assert [i for i, _ in reclaimed] == [identifier]
     pending = broker.read_partition_fenced(
