@@ -28,7 +28,9 @@ TIERS = (
     "ordered_messaging",
     "enterprise_streaming",
 )
-BACKENDS = ("skeleton",)
+BACKENDS = ("skeleton", "kafka")
+# Partition leases need an atomic store Kafka does not have.
+UNSUPPORTED = {("kafka", "enterprise_streaming")}
 
 TIMINGS: dict[str, float] = {}
 

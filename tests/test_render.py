@@ -10,11 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BACKENDS, TIERS, render
+from tests.conftest import BACKENDS, TIERS, UNSUPPORTED, render
 
 LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%")
 
-MATRIX = [(backend, tier) for backend in BACKENDS for tier in TIERS]
+MATRIX = [
+    (backend, tier)
+    for backend in BACKENDS
+    for tier in TIERS
+    if (backend, tier) not in UNSUPPORTED
+]
 
 
 @pytest.fixture(scope="module", params=MATRIX, ids=[f"{b}-{t}" for b, t in MATRIX])
@@ -71,6 +76,17 @@ def test_the_entry_point_table_is_exactly_the_register_function(rendered: Path) 
     assert (rendered / "src/protean_acme/__init__.py").is_file()
     assert (rendered / "src/protean_acme/broker.py").is_file()
     assert (rendered / "src/protean_acme/py.typed").is_file()
+
+
+def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
+    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    kafka = answers["backend"] == "kafka"
+    assert (rendered / "docker-compose.yml").exists() is kafka
+    assert (rendered / "src/protean_acme/lane.py").exists() is kafka
+    assert (rendered / "tests/kafka").exists() is kafka
+    broker = (rendered / "src/protean_acme/broker.py").read_text()
+    assert ("TODO(transport)" in broker) is not kafka
+    assert ("confluent_kafka" in broker) is kafka
 
 
 def test_the_answers_file_can_drive_copier_update(rendered: Path) -> None:
@@ -152,6 +168,17 @@ def test_extras_add_to_the_tier(template_src: Path, tmp_path: Path) -> None:
     assert "| BrokerCapabilities.BLOCKING_READ" in broker
     assert "| BrokerCapabilities.DEAD_LETTER_QUEUE" in broker
     assert "def _read_blocking(" in broker
+
+
+def test_the_kafka_default_declares_everything_the_adapter_implements(
+    template_src: Path, tmp_path: Path
+) -> None:
+    package = render(template_src, tmp_path / "pkg", backend="kafka")
+    answers = yaml.safe_load((package / ".copier-answers.yml").read_text())
+    assert answers["capability_tier"] == "ordered_messaging"
+    assert answers["extra_capabilities"] == ["blocking_read", "dead_letter_queue"]
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    assert any(dep.startswith("confluent-kafka") for dep in project["dependencies"])
 
 
 def test_the_partitioning_tier_raises_the_protean_floor(

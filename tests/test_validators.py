@@ -67,3 +67,18 @@ def test_extras_the_tier_cannot_carry_are_refused(
         )
     assert explanation in str(refused.value)
     assert not destination.exists() or not any(destination.iterdir())
+
+
+def test_kafka_refuses_the_partitioning_tier(
+    template_src: Path, tmp_path: Path
+) -> None:
+    destination = tmp_path / "pkg"
+    with pytest.raises(ValueError, match="capability_tier") as refused:
+        render(
+            template_src,
+            destination,
+            backend="kafka",
+            capability_tier="enterprise_streaming",
+        )
+    assert "does not implement partition leases" in str(refused.value)
+    assert not destination.exists() or not any(destination.iterdir())
