@@ -1,0 +1,218 @@
+"""Benchmark the Kafka adapter against raw confluent-kafka and Protean's Redis broker.
+
+    .venv/bin/python -m tests.benchmark [--messages 10000 100000] [--repeat 3]
+
+Renders the Kafka variant, installs it non-editable with Protean and the Redis
+client in a fresh virtual environment, starts Kafka (the harness, or the broker
+named by KAFKA_BOOTSTRAP_SERVERS) and a throw-away `redis-server`, then runs each
+scenario `--repeat` times per size, each run in a process of its own, and prints
+medians side by side. Not part of the test run: numbers, not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import make_venv, snapshot_template
+from tests.kafka_server import KafkaServer
+
+WORKER = Path(__file__).with_name("benchmark_worker.py")
+ORDER = [
+    "raw_publish",
+    "kafka_publish",
+    "kafka_publish_many",
+    "redis_publish",
+    "raw_consume",
+    "kafka_read_ack",
+    "redis_read_ack",
+    "engine",
+    "engine_redis",
+]
+LABELS = {
+    "raw_publish": "raw confluent-kafka: produce + flush per message",
+    "kafka_publish": "adapter: broker.publish (confirmed)",
+    "kafka_publish_many": "adapter: publish_many, batches of 100 (confirmed)",
+    "redis_publish": "Protean Redis broker: broker.publish",
+    "raw_consume": "raw confluent-kafka: consume 100 + commit per batch",
+    "kafka_read_ack": "adapter: read 100 + ack each",
+    "redis_read_ack": "Protean Redis broker: read 100 + ack each",
+    "engine": "adapter through Protean's Engine, end to end (2,000 msgs)",
+    "engine_redis": "Redis broker through Protean's Engine (2,000 msgs)",
+}
+# (numerator, denominator, target)
+RATIOS = [
+    ("kafka_publish", "raw_publish", 0.9),
+    ("kafka_read_ack", "redis_read_ack", 1.5),
+    ("kafka_read_ack", "raw_consume", None),
+    ("engine", "engine_redis", None),
+]
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is missing: apt-get install -y redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def kafka(workdir: Path) -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    with KafkaServer(workdir / "kafka", heap="1g") as server:
+        yield server.bootstrap_servers
+
+
+def prepare(workdir: Path) -> Path:
+    """Render the Kafka variant and install it; return the environment's Python."""
+    import copier
+
+    template = snapshot_template(workdir / "template")
+    package = workdir / "protean-kafka-broker"
+    copier.run_copy(
+        str(template),
+        package,
+        data={"broker_name": "kafka", "backend": "kafka"},
+        defaults=True,
+        quiet=True,
+        vcs_ref="HEAD",
+    )
+    bin_dir = make_venv(workdir / "venv", str(package), "protean[redis]==0.18.0")
+    return bin_dir / "python"
+
+
+def run_scenario(
+    python: Path, scenario: str, messages: int, bootstrap: str, redis_url: str
+) -> dict[str, float]:
+    result = subprocess.run(
+        [
+            str(python),
+            str(WORKER),
+            scenario,
+            "--messages",
+            str(messages),
+            "--bootstrap",
+            bootstrap,
+            "--redis-url",
+            redis_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        sys.exit(f"{scenario} failed:\n{result.stderr[-4000:]}")
+    measured: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=ORDER)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="protean-bench-") as tmp:
+        workdir = Path(tmp)
+        print("installing the rendered Kafka package ...", file=sys.stderr)
+        python = prepare(workdir)
+        results: dict[tuple[str, int], list[dict[str, float]]] = {}
+        with kafka(workdir) as bootstrap, redis_server() as redis_url:
+            for messages in args.messages:
+                # Interleave the scenarios so slow drift on a noisy machine hits all.
+                for repetition in range(args.repeat):
+                    for scenario in [s for s in ORDER if s in args.only]:
+                        print(
+                            f"{scenario} x{messages} #{repetition + 1}", file=sys.stderr
+                        )
+                        results.setdefault((scenario, messages), []).append(
+                            run_scenario(
+                                python, scenario, messages, bootstrap, redis_url
+                            )
+                        )
+    report(results, args)
+
+
+def report(
+    results: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace
+) -> None:
+    def median(scenario: str, messages: int, key: str) -> float:
+        return statistics.median(run[key] for run in results[(scenario, messages)])
+
+    sizes = args.messages
+    print(f"\nmedian of {args.repeat} runs; msgs/s and peak RSS (MiB) per process\n")
+    header = (
+        "| scenario | "
+        + " | ".join(f"{n:,} msgs/s | {n:,} peak MiB" for n in sizes)
+        + " |"
+    )
+    print(header)
+    print("|" + " --- |" * (1 + 2 * len(sizes)))
+    for scenario in [s for s in ORDER if s in args.only]:
+        cells = [
+            f"{median(scenario, n, 'rate'):,.0f} | "
+            f"{median(scenario, n, 'peak_rss_mib'):,.0f}"
+            for n in sizes
+        ]
+        print(f"| {LABELS[scenario]} | " + " | ".join(cells) + " |")
+    print()
+    for numerator, denominator, target in RATIOS:
+        if numerator not in args.only or denominator not in args.only:
+            continue
+        for n in sizes:
+            ratio = median(numerator, n, "rate") / median(denominator, n, "rate")
+            verdict = ""
+            if target is not None:
+                met = "met" if ratio >= target else "MISSED"
+                verdict = f" (target >= {target:.1f}x: {met})"
+            print(f"{numerator} / {denominator} at {n:,}: {ratio:.2f}x{verdict}")
+
+
+if __name__ == "__main__":
+    main()

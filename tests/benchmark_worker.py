@@ -1,0 +1,289 @@
+"""One benchmark scenario in a process of its own, so its peak memory is its own.
+
+Run by `tests/benchmark.py` with the Python of a virtual environment that holds
+the rendered Kafka package, Protean and the Redis client. Prints one JSON line:
+`{"rate": messages per second, "peak_rss_mib": ..., "seconds": ...}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from protean.core.subscriber import BaseSubscriber
+from protean.domain import Domain
+from protean.port.broker import BaseBroker
+
+BATCH = 100
+PAYLOAD = {"order_id": "8f2b6c1e", "customer": "c-1042", "total": 129.5, "lines": 3}
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {**PAYLOAD, "n": n}
+
+
+@contextmanager
+def protean_broker(provider: str, **settings: Any) -> Iterator[BaseBroker]:
+    domain = Domain(
+        name="benchmark",
+        config={"brokers": {"default": {"provider": provider, **settings}}},
+    )
+    domain.init(traverse=False)
+    with domain.domain_context():
+        broker = domain.brokers["default"]
+        try:
+            yield broker
+        finally:
+            broker.close()
+
+
+def timed(count: int, work: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    work()
+    return count / (time.perf_counter() - started)
+
+
+# -- publishing ---------------------------------------------------------------
+
+
+def raw_publish(args: argparse.Namespace) -> float:
+    """confluent-kafka with the adapter's producer guarantees, flushed per message."""
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    create_topic(args.bootstrap, topic)
+    producer = Producer(
+        {"bootstrap.servers": args.bootstrap, "acks": "all", "enable.idempotence": True}
+    )
+    body = json.dumps(PAYLOAD).encode()
+
+    def work() -> None:
+        for _ in range(args.messages):
+            producer.produce(topic, body)
+            if producer.flush(30) != 0:
+                raise RuntimeError("a message was not confirmed")
+
+    return timed(args.messages, work)
+
+
+def kafka_publish(args: argparse.Namespace) -> float:
+    """`broker.publish`: returns once Kafka confirmed the write."""
+    stream = f"bench::publish-{uuid.uuid4().hex[:8]}"
+    with protean_broker("kafka", BOOTSTRAP_SERVERS=args.bootstrap) as broker:
+        broker.publish(stream, payload(-1))  # creates the topic outside the timing
+
+        def work() -> None:
+            for n in range(args.messages):
+                broker.publish(stream, payload(n))
+
+        return timed(args.messages, work)
+
+
+def kafka_publish_many(args: argparse.Namespace) -> float:
+    """`publish_many`: one confirmation round per batch of 100, same guarantee."""
+    stream = f"bench::many-{uuid.uuid4().hex[:8]}"
+    with protean_broker("kafka", BOOTSTRAP_SERVERS=args.bootstrap) as broker:
+        broker.publish(stream, payload(-1))
+
+        def work() -> None:
+            for start in range(0, args.messages, BATCH):
+                broker.publish_many(  # type: ignore[attr-defined]
+                    stream, [payload(n) for n in range(start, start + BATCH)]
+                )
+
+        return timed(args.messages, work)
+
+
+def redis_publish(args: argparse.Namespace) -> float:
+    stream = f"bench::publish-{uuid.uuid4().hex[:8]}"
+    with protean_broker("redis", URI=args.redis_url) as broker:
+
+        def work() -> None:
+            for n in range(args.messages):
+                broker.publish(stream, payload(n))
+
+        return timed(args.messages, work)
+
+
+# -- reading and acknowledging ------------------------------------------------
+
+
+def raw_consume(args: argparse.Namespace) -> float:
+    """confluent-kafka: consume batches of 100 and commit each batch synchronously."""
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    create_topic(args.bootstrap, topic)
+    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5})
+    body = json.dumps(PAYLOAD).encode()
+    for _ in range(args.messages):
+        producer.produce(topic, body)
+    producer.flush(60)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    received = 0
+    while received == 0:  # join the group outside the timing
+        first = consumer.consume(BATCH, timeout=1.0)
+        received = len(first)
+    consumer.commit(asynchronous=False)
+
+    def work() -> None:
+        nonlocal received
+        while received < args.messages:
+            batch = consumer.consume(BATCH, timeout=1.0)
+            if batch:
+                json.loads(batch[-1].value())
+                consumer.commit(asynchronous=False)
+                received += len(batch)
+
+    rate = timed(args.messages - len(first), work)
+    consumer.close()
+    return rate
+
+
+def read_and_ack(broker: BaseBroker, stream: str, count: int) -> float:
+    """Read batches of 100 through Protean's API and ack every message."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    first: list[tuple[str, dict[str, Any]]] = []
+    while not first:  # join the group outside the timing
+        first = broker.read(stream, group, BATCH)
+    for identifier, _ in first:
+        broker.ack(stream, identifier, group)
+    acked = len(first)
+
+    def work() -> None:
+        nonlocal acked
+        while acked < count:
+            for identifier, _ in broker.read(stream, group, BATCH):
+                if not broker.ack(stream, identifier, group):
+                    raise RuntimeError(f"ack of {identifier} was refused")
+                acked += 1
+
+    return timed(count - len(first), work)
+
+
+def kafka_read_ack(args: argparse.Namespace) -> float:
+    stream = f"bench::read-{uuid.uuid4().hex[:8]}"
+    with protean_broker("kafka", BOOTSTRAP_SERVERS=args.bootstrap) as broker:
+        for start in range(0, args.messages, 1000):
+            broker.publish_many(  # type: ignore[attr-defined]
+                stream,
+                [payload(n) for n in range(start, min(start + 1000, args.messages))],
+            )
+        return read_and_ack(broker, stream, args.messages)
+
+
+def redis_read_ack(args: argparse.Namespace) -> float:
+    stream = f"bench::read-{uuid.uuid4().hex[:8]}"
+    with protean_broker("redis", URI=args.redis_url) as broker:
+        for n in range(args.messages):
+            broker.publish(stream, payload(n))
+        return read_and_ack(broker, stream, args.messages)
+
+
+# -- end to end ---------------------------------------------------------------
+
+
+ENGINE_MESSAGES = 2_000
+"""Protean's engine hands a broker subscription 10 messages a tick: keep N small."""
+
+
+def drain_with_engine(
+    provider: str, args: argparse.Namespace, **settings: Any
+) -> float:
+    """Publish messages, then let Protean's engine hand each to a subscriber.
+
+    Test mode gives up after about five seconds, so the engine is run again until
+    every message was handled; each run rejoins the consumer group, as a restarted
+    worker would.
+    """
+    from protean.server import Engine
+
+    count = min(args.messages, ENGINE_MESSAGES)
+    stream = f"bench::engine-{uuid.uuid4().hex[:8]}"
+    handled: set[int] = set()
+
+    class Counter(BaseSubscriber):
+        def __call__(self, message: dict[str, Any]) -> None:
+            handled.add(message["n"])
+
+    domain = Domain(
+        name="benchmark",
+        config={"brokers": {"default": {"provider": provider, **settings}}},
+    )
+    domain.register(Counter, stream=stream)
+    domain.init(traverse=False)
+    with domain.domain_context():
+        broker = domain.brokers["default"]
+        for n in range(count):
+            broker.publish(stream, payload(n))
+
+        def work() -> None:
+            while len(handled) < count:
+                Engine(domain, test_mode=True).run()
+
+        rate = timed(count, work)
+        broker.close()
+    return rate
+
+
+def engine(args: argparse.Namespace) -> float:
+    return drain_with_engine("kafka", args, BOOTSTRAP_SERVERS=args.bootstrap)
+
+
+def engine_redis(args: argparse.Namespace) -> float:
+    return drain_with_engine("redis", args, URI=args.redis_url)
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(timeout=30)
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace], float]] = {
+    "raw_publish": raw_publish,
+    "kafka_publish": kafka_publish,
+    "kafka_publish_many": kafka_publish_many,
+    "redis_publish": redis_publish,
+    "raw_consume": raw_consume,
+    "kafka_read_ack": kafka_read_ack,
+    "redis_read_ack": redis_read_ack,
+    "engine": engine,
+    "engine_redis": engine_redis,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--redis-url", required=True)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rate = SCENARIOS[args.scenario](args)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "rate": rate,
+                "peak_rss_mib": peak_kib / 1024,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
