@@ -90,3 +90,39 @@ def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
     # partition leases, so only the partitioning tests may skip.
     skipped = [line for line in output.splitlines() if line.startswith("SKIPPED")]
     assert all("STREAM_PARTITIONING" in line for line in skipped), skipped
+
+
+def test_a_lower_tier_declares_less_and_its_tests_follow(
+    template_src: Path, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    package = render(
+        template_src,
+        tmp_path / "protean-kafka-broker",
+        broker_name="kafka",
+        backend="kafka",
+        capability_tier="simple_queuing",
+        extra_capabilities=[],
+    )
+    bin_dir = make_venv(tmp_path / "venv", f"{package}[test]")
+    output = run(
+        bin_dir / "pytest",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "tests/conformance",
+        "tests/test_registration.py",
+        cwd=package,
+        env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CI": "true"},
+    )
+    skipped = " ".join(
+        line for line in output.splitlines() if line.startswith("SKIPPED")
+    )
+    for undeclared in (
+        "ACK_NACK",
+        "BLOCKING_READ",
+        "DEAD_LETTER_QUEUE",
+        "MESSAGE_ORDERING",
+    ):
+        assert f"does not declare {undeclared}" in skipped
+    assert "does not declare CONSUMER_GROUPS" not in skipped
