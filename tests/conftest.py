@@ -180,3 +180,34 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with KafkaServer(tmp_path_factory.mktemp("kafka") / "data") as server:
         yield server.bootstrap_servers
+
+
+def check_lint_types_and_build(bin_dir: Path, package: Path, dist: Path) -> None:
+    """What the generated CI runs besides the tests: ruff, mypy, build, twine."""
+    run(bin_dir / "ruff", "check", ".", cwd=package)
+    run(bin_dir / "ruff", "format", "--check", ".", cwd=package)
+    run(bin_dir / "mypy", "--strict", cwd=package)
+    run(bin_dir / "python", "-m", "build", "--outdir", dist, package, cwd=package)
+    artefacts = sorted(path.name for path in dist.iterdir())
+    assert sorted(name.rsplit(".", 1)[-1] for name in artefacts) == ["gz", "whl"]
+    run(bin_dir / "twine", "check", "--strict", *dist.iterdir(), cwd=package)
+
+
+def run_generated_tests(
+    bin_dir: Path, package: Path, *paths: str, env: Mapping[str, str] | None = None
+) -> tuple[str, list[str]]:
+    """Run a generated package's pytest; return its output and its skip lines."""
+    output = run(
+        bin_dir / "pytest",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        *paths,
+        cwd=package,
+        env=env,
+    )
+    summary = output.strip().splitlines()[-1]
+    assert " passed" in summary, summary
+    assert "failed" not in summary and "error" not in summary, summary
+    return output, [line for line in output.splitlines() if line.startswith("SKIPPED")]

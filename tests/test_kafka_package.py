@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
-from tests.conftest import Stopwatch, make_venv, render, run
+from tests.conftest import (
+    Stopwatch,
+    check_lint_types_and_build,
+    make_venv,
+    render,
+    run_generated_tests,
+)
 
 pytestmark = [pytest.mark.package, pytest.mark.kafka]
 
@@ -31,24 +36,7 @@ def test_the_kafka_package_is_lint_and_type_clean_and_builds(
     kafka_package: Path, tmp_path: Path
 ) -> None:
     bin_dir = make_venv(tmp_path / "venv", f"{kafka_package}[test]", "build", "twine")
-    run(bin_dir / "ruff", "check", ".", cwd=kafka_package)
-    run(bin_dir / "ruff", "format", "--check", ".", cwd=kafka_package)
-    run(bin_dir / "mypy", "--strict", cwd=kafka_package)
-    run(
-        bin_dir / "python",
-        "-m",
-        "build",
-        "--outdir",
-        tmp_path / "dist",
-        cwd=kafka_package,
-    )
-    run(
-        bin_dir / "twine",
-        "check",
-        "--strict",
-        *(tmp_path / "dist").iterdir(),
-        cwd=kafka_package,
-    )
+    check_lint_types_and_build(bin_dir, kafka_package, tmp_path / "dist")
 
 
 @pytest.mark.parametrize("release", RELEASES)
@@ -69,13 +57,9 @@ def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
             tmp_path / "venv", f"{kafka_package}[test]", f"protean=={release}"
         )
     with stopwatch.step("generated tests on Kafka"):
-        output = run(
-            bin_dir / "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            cwd=kafka_package,
+        _, skipped = run_generated_tests(
+            bin_dir,
+            kafka_package,
             env={
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 # The restart test starts and stops a node of its own.
@@ -83,12 +67,8 @@ def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
                 "CI": "true",
             },
         )
-    summary = output.strip().splitlines()[-1]
-    assert re.search(r"\d+ passed", summary), summary
-    assert "failed" not in summary and "error" not in summary, summary
     # The default Kafka answers declare everything the adapter implements except
     # partition leases, so only the partitioning tests may skip.
-    skipped = [line for line in output.splitlines() if line.startswith("SKIPPED")]
     assert all("STREAM_PARTITIONING" in line for line in skipped), skipped
 
 
@@ -104,20 +84,14 @@ def test_a_lower_tier_declares_less_and_its_tests_follow(
         extra_capabilities=[],
     )
     bin_dir = make_venv(tmp_path / "venv", f"{package}[test]")
-    output = run(
-        bin_dir / "pytest",
-        "-q",
-        "-rs",
-        "-p",
-        "no:cacheprovider",
+    _, skip_lines = run_generated_tests(
+        bin_dir,
+        package,
         "tests/conformance",
         "tests/test_registration.py",
-        cwd=package,
         env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CI": "true"},
     )
-    skipped = " ".join(
-        line for line in output.splitlines() if line.startswith("SKIPPED")
-    )
+    skipped = " ".join(skip_lines)
     for undeclared in (
         "ACK_NACK",
         "BLOCKING_READ",
