@@ -164,6 +164,11 @@ def main() -> None:
         python = prepare(workdir)
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
         with kafka(workdir) as bootstrap, redis_server() as redis_url:
+            # A fresh broker's JVM is still compiling its hot paths: the first
+            # scenario would pay for that alone.
+            print("warming up Kafka ...", file=sys.stderr)
+            for scenario in ("raw_publish", "kafka_publish"):
+                run_scenario(python, scenario, 5_000, bootstrap, redis_url)
             for messages in args.messages:
                 # Interleave the scenarios so slow drift on a noisy machine hits all.
                 for repetition in range(args.repeat):
