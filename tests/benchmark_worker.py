@@ -72,17 +72,26 @@ def raw_publish(args: argparse.Namespace) -> float:
     return timed(args.messages, work)
 
 
-def kafka_publish(args: argparse.Namespace) -> float:
-    """`broker.publish`: returns once Kafka confirmed the write."""
+def publish_each(provider: str, args: argparse.Namespace, **settings: Any) -> float:
+    """`broker.publish` per message through Protean's API."""
     stream = f"bench::publish-{uuid.uuid4().hex[:8]}"
-    with protean_broker("kafka", BOOTSTRAP_SERVERS=args.bootstrap) as broker:
-        broker.publish(stream, payload(-1))  # creates the topic outside the timing
+    with protean_broker(provider, **settings) as broker:
+        broker.publish(stream, payload(-1))  # creates the stream outside the timing
 
         def work() -> None:
             for n in range(args.messages):
                 broker.publish(stream, payload(n))
 
         return timed(args.messages, work)
+
+
+def kafka_publish(args: argparse.Namespace) -> float:
+    """Returns once Kafka confirmed each write."""
+    return publish_each("kafka", args, BOOTSTRAP_SERVERS=args.bootstrap)
+
+
+def redis_publish(args: argparse.Namespace) -> float:
+    return publish_each("redis", args, URI=args.redis_url)
 
 
 def kafka_publish_many(args: argparse.Namespace) -> float:
@@ -96,17 +105,6 @@ def kafka_publish_many(args: argparse.Namespace) -> float:
                 broker.publish_many(  # type: ignore[attr-defined]
                     stream, [payload(n) for n in range(start, start + BATCH)]
                 )
-
-        return timed(args.messages, work)
-
-
-def redis_publish(args: argparse.Namespace) -> float:
-    stream = f"bench::publish-{uuid.uuid4().hex[:8]}"
-    with protean_broker("redis", URI=args.redis_url) as broker:
-
-        def work() -> None:
-            for n in range(args.messages):
-                broker.publish(stream, payload(n))
 
         return timed(args.messages, work)
 

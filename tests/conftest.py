@@ -12,12 +12,15 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import copier
 import pytest
+from packaging.requirements import Requirement
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_FILES = ("copier.yml", "template", "hooks")
@@ -74,7 +77,9 @@ def template_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot_template(tmp_path_factory.mktemp("template") / "src")
 
 
-def render(template: Path, destination: Path, **answers: Any) -> Path:
+def render(
+    template: Path, destination: Path, vcs_ref: str = "HEAD", **answers: Any
+) -> Path:
     """`copier copy --defaults --data ...` through Copier's API, never trusted."""
     copier.run_copy(
         str(template),
@@ -83,9 +88,18 @@ def render(template: Path, destination: Path, **answers: Any) -> Path:
         defaults=True,
         unsafe=False,
         quiet=True,
-        vcs_ref="HEAD",
+        vcs_ref=vcs_ref,
     )
     return destination
+
+
+def protean_requirement(package: Path) -> Requirement:
+    """The `protean` requirement a rendered package declares."""
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    [protean] = [
+        Requirement(r) for r in project["dependencies"] if r.startswith("protean")
+    ]
+    return protean
 
 
 def run(*command: str | Path, cwd: Path, env: Mapping[str, str] | None = None) -> str:
@@ -128,25 +142,24 @@ def make_venv(path: Path, *requirements: str) -> Path:
     return path / "bin"
 
 
+@contextmanager
+def timed(key: str) -> Iterator[None]:
+    """Record how long the block took under `key`, for the end-of-run summary."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMINGS[key] = time.perf_counter() - started
+
+
 class Stopwatch:
-    """Records how long named steps took, for the summary at the end of the run."""
+    """Times the named steps of one test, labelled with the test's parameters."""
 
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def step(self, name: str) -> _Step:
-        return _Step(f"{self.label}: {name}")
-
-
-class _Step:
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        TIMINGS[self.key] = time.perf_counter() - self.started
+    def step(self, name: str) -> AbstractContextManager[None]:
+        return timed(f"{self.label}: {name}")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -157,12 +170,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
-def stopwatch(request: pytest.FixtureRequest) -> Iterator[Stopwatch]:
-    yield Stopwatch(
-        request.node.callspec.id
-        if hasattr(request.node, "callspec")
-        else request.node.name
-    )
+def stopwatch(request: pytest.FixtureRequest) -> Stopwatch:
+    callspec = getattr(request.node, "callspec", None)
+    return Stopwatch(callspec.id if callspec else request.node.name)
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 
 from tests.conftest import (
     Stopwatch,
     check_lint_types_and_build,
     make_venv,
+    protean_requirement,
     render,
     run_generated_tests,
 )
@@ -47,10 +46,7 @@ def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
     release: str,
     stopwatch: Stopwatch,
 ) -> None:
-    project = tomllib.loads((kafka_package / "pyproject.toml").read_text())["project"]
-    [protean] = [
-        Requirement(r) for r in project["dependencies"] if r.startswith("protean")
-    ]
+    protean = protean_requirement(kafka_package)
     assert release in protean.specifier
     with stopwatch.step("install"):
         bin_dir = make_venv(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.conftest import make_venv, render, run_generated_tests
+from tests.conftest import (
+    make_venv,
+    protean_requirement,
+    render,
+    run_generated_tests,
+)
 
 pytestmark = pytest.mark.package
 
@@ -31,10 +34,7 @@ def test_the_skeleton_passes_on_each_allowed_protean_release(
     package = render(
         template_src, tmp_path / "pkg", capability_tier=tier, extra_capabilities=extras
     )
-    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
-    [protean] = [
-        Requirement(r) for r in project["dependencies"] if r.startswith("protean")
-    ]
+    protean = protean_requirement(package)
     assert release in protean.specifier
     bin_dir = make_venv(tmp_path / "venv", f"{package}[test]", f"protean=={release}")
     _, skipped = run_generated_tests(bin_dir, package)
@@ -50,10 +50,7 @@ def test_the_declared_range_starts_and_ends_with_tested_releases(
 ) -> None:
     """The floor is a tested release and nothing newer than the matrix is allowed."""
     package = render(template_src, tmp_path / "pkg", capability_tier=tier)
-    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
-    [protean] = [
-        Requirement(r) for r in project["dependencies"] if r.startswith("protean")
-    ]
+    protean = protean_requirement(package)
     assert [release for release in RELEASES if release in protean.specifier] == list(
         tested
     )

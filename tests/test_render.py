@@ -6,6 +6,7 @@ import re
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -37,6 +38,14 @@ def rendered(
     )
 
 
+def answers_of(package: Path) -> dict[str, Any]:
+    """The answers Copier recorded for `copier update`."""
+    answers: dict[str, Any] = yaml.safe_load(
+        (package / ".copier-answers.yml").read_text()
+    )
+    return answers
+
+
 def files(root: Path) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file()]
 
@@ -50,7 +59,7 @@ def test_no_jinja_is_left_in_paths_or_contents(rendered: Path) -> None:
 
 
 def test_the_changelog_names_the_declared_capabilities(rendered: Path) -> None:
-    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    answers = answers_of(rendered)
     changelog = (rendered / "CHANGELOG.md").read_text()
     assert f"`{answers['capability_tier'].upper()}" in changelog
 
@@ -79,7 +88,7 @@ def test_the_entry_point_table_is_exactly_the_register_function(rendered: Path) 
 
 
 def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
-    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    answers = answers_of(rendered)
     kafka = answers["backend"] == "kafka"
     assert (rendered / "docker-compose.yml").exists() is kafka
     assert (rendered / "src/protean_acme/lane.py").exists() is kafka
@@ -90,7 +99,7 @@ def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
 
 
 def test_the_answers_file_can_drive_copier_update(rendered: Path) -> None:
-    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    answers = answers_of(rendered)
     assert answers["_commit"] == "v0.0.0"
     assert answers["_src_path"]
     assert answers["broker_name"] == "acme"
@@ -150,7 +159,7 @@ def test_derived_defaults_follow_the_broker_name(
     template_src: Path, tmp_path: Path
 ) -> None:
     package = render(template_src, tmp_path / "pkg", broker_name="nats_jet")
-    answers = yaml.safe_load((package / ".copier-answers.yml").read_text())
+    answers = answers_of(package)
     assert answers["distribution_name"] == "protean-nats-jet-broker"
     assert answers["package_name"] == "protean_nats_jet"
     assert answers["class_name"] == "NatsJetBroker"
@@ -174,7 +183,7 @@ def test_the_kafka_default_declares_everything_the_adapter_implements(
     template_src: Path, tmp_path: Path
 ) -> None:
     package = render(template_src, tmp_path / "pkg", backend="kafka")
-    answers = yaml.safe_load((package / ".copier-answers.yml").read_text())
+    answers = answers_of(package)
     assert answers["capability_tier"] == "ordered_messaging"
     assert answers["extra_capabilities"] == ["blocking_read", "dead_letter_queue"]
     project = tomllib.loads((package / "pyproject.toml").read_text())["project"]

@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,16 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from tests.conftest import REPO_ROOT, TIMINGS, git, make_venv, run, snapshot_template
+from tests.conftest import (
+    REPO_ROOT,
+    TIMINGS,
+    git,
+    make_venv,
+    render,
+    run,
+    snapshot_template,
+    timed,
+)
 
 BASE, NEXT = "v1.0.0", "v1.1.0"  # a plain release: no migration applies
 MAJOR, AFTER_MAJOR = "v2.0.0", "v2.1.0"  # MAJOR renames, moves and removes
@@ -69,15 +77,7 @@ def release(template: Path, tag: str) -> None:
 
 def generate(template: Path, package: Path, ref: str, **answers: Any) -> Path:
     """`copier copy --vcs-ref <ref>`, never trusted, then the author's first commit."""
-    copier.run_copy(
-        str(template),
-        package,
-        data={"broker_name": "acme", **answers},
-        defaults=True,
-        unsafe=False,
-        quiet=True,
-        vcs_ref=ref,
-    )
+    render(template, package, vcs_ref=ref, **answers)
     git(package, "init", "-q", "-b", "main")
     commit(package, "Generate the package")
     return package
@@ -85,19 +85,18 @@ def generate(template: Path, package: Path, ref: str, **answers: Any) -> Path:
 
 def update(package: Path, ref: str, label: str, **options: Any) -> float:
     """`copier update --defaults --skip-answered --vcs-ref <ref>`; returns seconds."""
-    started = time.perf_counter()
-    copier.run_update(
-        package,
-        defaults=True,
-        overwrite=True,
-        vcs_ref=ref,
-        skip_answered=True,
-        quiet=True,
-        **{"unsafe": False, **options},
-    )
-    seconds = time.perf_counter() - started
-    TIMINGS[f"copier update: {label}"] = seconds
-    return seconds
+    key = f"copier update: {label}"
+    with timed(key):
+        copier.run_update(
+            package,
+            defaults=True,
+            overwrite=True,
+            vcs_ref=ref,
+            skip_answered=True,
+            quiet=True,
+            **{"unsafe": False, **options},
+        )
+    return TIMINGS[key]
 
 
 def replace_once(path: Path, old: str, new: str) -> None:
