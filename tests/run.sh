@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-.venv/bin/python tests/kafka_server.py fetch >/dev/null   # Kafka jars, cached after the first run
+.venv/bin/python tests/kafka_server.py fetch >/dev/null   # Kafka jars for the runner generated packages carry; cached
 
 export PATH="$PWD/.venv/bin:$PATH"
 exec pytest "$@"

@@ -1,7 +1,8 @@
-"""Checks of the Kafka harness itself, against a real broker."""
+"""Checks of the Kafka runner generated packages carry, mostly against real brokers."""
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -11,15 +12,23 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.conftest import REPO_ROOT
 from tests.kafka_server import (
     HOST,
+    RUNNER,
+    TEST_OVERRIDES,
     KafkaCluster,
     KafkaHarnessError,
     KafkaServer,
     api_versions_ok,
+    kafka_version,
 )
 
-pytestmark = pytest.mark.kafka
+# Every file that names the Kafka version generated packages run.
+IMAGE_TAGS = (
+    "template/{% if backend == 'kafka' %}docker-compose.yml{% endif %}.jinja",
+    "template/.github/workflows/ci.yml.jinja",
+)
 
 
 @pytest.fixture
@@ -64,6 +73,38 @@ def consume_one(bootstrap: str, topic: str, group: str) -> Message:
     pytest.fail(f"no message on {topic} for group {group}")
 
 
+def test_the_runner_and_its_pom_are_what_kafka_packages_get() -> None:
+    assert RUNNER.parent.name == "{% if backend == 'kafka' %}kafka{% endif %}"
+    assert (RUNNER.parent / "pom.xml").is_file()
+    assert not (REPO_ROOT / "tests" / "kafka" / "pom.xml").exists()
+
+
+@pytest.mark.parametrize("path", IMAGE_TAGS)
+def test_docker_images_run_the_kafka_version_the_tests_run(path: str) -> None:
+    text = (REPO_ROOT / path).read_text()
+    tags = re.findall(r"image:\s*apache/kafka:(\S+)", text)
+    assert tags == [kafka_version()], f"{path}: {tags} vs the pom's {kafka_version()}"
+
+
+def test_production_defaults_leave_out_every_test_override(tmp_path: Path) -> None:
+    def written(**options: bool) -> dict[str, str]:
+        server = KafkaServer(
+            tmp_path / ("production" if options else "tuned"), **options
+        )
+        server.data_dir.mkdir()
+        server._write_config()
+        lines = server.properties_path.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines)
+
+    tuned, production = written(), written(production_defaults=True)
+    assert {k: tuned[k] for k in TEST_OVERRIDES} == TEST_OVERRIDES
+    assert not set(TEST_OVERRIDES) & set(production)
+    # What one node forces stays: Kafka's internal topics default to 3 replicas.
+    assert production["offsets.topic.replication.factor"] == "1"
+    assert production["transaction.state.log.min.isr"] == "1"
+
+
+@pytest.mark.kafka
 def test_produce_and_consume(kafka: KafkaServer) -> None:
     assert api_versions_ok(HOST, kafka.port)
     topic = f"t-{uuid.uuid4().hex}"
@@ -75,6 +116,7 @@ def test_produce_and_consume(kafka: KafkaServer) -> None:
     assert not api_versions_ok(HOST, kafka.port)
 
 
+@pytest.mark.kafka
 def test_restart_keeps_topic_and_committed_offset(kafka: KafkaServer) -> None:
     topic = "orders"
     create_topic(kafka.bootstrap_servers, topic)
@@ -91,6 +133,7 @@ def test_restart_keeps_topic_and_committed_offset(kafka: KafkaServer) -> None:
     assert consume_one(address, topic, "g").value() == b"second"
 
 
+@pytest.mark.kafka
 def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind((HOST, 0))
@@ -101,6 +144,7 @@ def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
     assert not server.running
 
 
+@pytest.mark.kafka
 def test_cluster_survives_losing_the_leader() -> None:
     with KafkaCluster(3) as cluster:
         create_topic(cluster.bootstrap_servers, "replicated", replicas=3)

@@ -1,0 +1,718 @@
+"""Run a real Apache Kafka node (KRaft) for the tests, without Docker.
+
+Needs a JDK 17+ and Maven: the broker's jars come from Maven Central through
+``pom.xml`` next to this file (one ``mvn`` run, cached under
+``~/.cache/protean-broker-template`` or ``KAFKA_HARNESS_CACHE``), and each node
+runs as a plain ``java`` child process on free loopback ports.
+
+From tests (``KafkaCluster(3)`` likewise gives three nodes)::
+
+    with KafkaServer() as kafka:
+        produce_to(kafka.bootstrap_servers)
+
+From a shell, a long-lived broker for development::
+
+    python -m tests.kafka.kafka_server fetch   # resolve the jars only
+    python -m tests.kafka.kafka_server start   # last line: KAFKA_BOOTSTRAP_SERVERS=...
+    python -m tests.kafka.kafka_server status
+    python -m tests.kafka.kafka_server stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+POM = Path(__file__).resolve().parent / "pom.xml"
+BROKER_MAIN = "kafka.Kafka"
+STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
+HOST = "127.0.0.1"
+LOG_TAIL_LINES = 60
+API_VERSIONS_KEY = 18
+PROBE_CORRELATION_ID = 7
+
+# Quiet enough to read a failed start-up, without the 2,000-line config dumps.
+LOG4J2_PROPERTIES = """\
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+logger.config.name = org.apache.kafka.common.config
+logger.config.level = WARN
+logger.utils.name = org.apache.kafka.common.utils.AppInfoParser
+logger.utils.level = WARN
+"""
+
+log = logging.getLogger(__name__)
+
+# What every node is given, and why. A node may not exceed its cluster: Kafka's
+# internal topics default to 3 replicas and a min ISR of 2, which one node cannot
+# host, so these follow the cluster size (1 for a single node). The rest of this
+# table (listeners, quorum, log.dirs) has no default to keep.
+#
+#   setting                                          default  here
+#   offsets.topic.replication.factor                 3        min(3, nodes)
+#   transaction.state.log.replication.factor         3        min(3, nodes)
+#   transaction.state.log.min.isr                    2        replicas - 1, >= 1
+#   share.coordinator.state.topic.replication.factor 3        min(3, nodes)
+#   share.coordinator.state.topic.min.isr            2        replicas - 1, >= 1
+#
+# TEST_OVERRIDES below change Kafka's behaviour for speed, so a node started with
+# ``production_defaults=True`` leaves them out: tests whose outcome depends on
+# them (first joins, rebalances) run there. The JVM flags in ``KafkaServer._java``
+# (serial GC, C1 only, small heap) affect start-up time and memory, not Kafka.
+#
+#   setting                             default  test  why the test broker differs
+#   group.initial.rebalance.delay.ms    3000     0     a group's first join waits
+#       this long for more members; 0 makes each test's join immediate
+#   offsets.topic.num.partitions        50       1     the first join creates this
+#       topic; 50 partitions take seconds to come up on a small machine
+#   transaction.state.log.num.partitions 50      1     the same, for transactions
+#   auto.create.topics.enable           true     false the adapter creates its
+#       topics; a test that relied on auto-creation would fail where it is off
+#   num.network.threads                 3        2     fewer threads on a 2-core
+#   num.io.threads                      8        2       CI runner; nothing a test
+#   num.recovery.threads.per.data.dir   2        1       observes depends on them
+TEST_OVERRIDES: dict[str, str] = {
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.num.partitions": "1",
+    "auto.create.topics.enable": "false",
+    "num.network.threads": "2",
+    "num.io.threads": "2",
+    "num.recovery.threads.per.data.dir": "1",
+}
+
+
+class KafkaHarnessError(RuntimeError):
+    """The broker could not be resolved, formatted, started or stopped."""
+
+
+def kafka_version() -> str:
+    """Read the pinned version from the POM so it is set in one place only."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(POM).find("m:properties/m:kafka.version", ns)
+    if node is None or not node.text:
+        raise KafkaHarnessError(f"no <kafka.version> property in {POM}")
+    return node.text.strip()
+
+
+def cache_root() -> Path:
+    """Where jars and the dev broker live; ``KAFKA_HARNESS_CACHE`` overrides it."""
+    env = os.environ.get("KAFKA_HARNESS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "protean-broker-template"
+
+
+def java_command() -> str:
+    """``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else ``java`` from PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    return str(Path(java_home) / "bin" / "java") if java_home else "java"
+
+
+def _artifact_dir() -> Path:
+    return cache_root() / f"kafka-{kafka_version()}" / "lib"
+
+
+def _artifacts_cached(lib: Path) -> bool:
+    marker = lib / ".complete"
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+    return marker.is_file() and marker.read_text() == digest
+
+
+def missing_tools() -> list[str]:
+    """What this machine lacks to start a node: ``java``, and ``mvn`` only while
+    the jars are not cached yet. Empty when a node can be started."""
+    missing = [] if shutil.which(java_command()) else ["java"]
+    if shutil.which("mvn") is None and not _artifacts_cached(_artifact_dir()):
+        missing.append("mvn")
+    return missing
+
+
+def ensure_artifacts() -> Path:
+    """Return the broker's classpath folder, running Maven only on a cold cache.
+
+    A marker holding the POM's hash is written last, so an interrupted or
+    outdated resolution is redone; a file lock keeps parallel workers from
+    resolving into the same folder at once.
+    """
+    lib = _artifact_dir()
+    home = lib.parent
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _artifacts_cached(lib):
+            return lib
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaHarnessError("mvn not found on PATH (Debian package: maven)")
+        shutil.rmtree(lib, ignore_errors=True)
+        cmd = [
+            mvn, "-q", "-B", "-f", str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
+        ]  # fmt: skip
+        log.info("resolving Kafka jars: %s", " ".join(cmd))
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise KafkaHarnessError(
+                f"mvn failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+            )
+        (lib / ".complete").write_text(hashlib.sha256(POM.read_bytes()).hexdigest())
+    return lib
+
+
+def free_ports(count: int) -> list[int]:
+    """Ask the kernel for distinct loopback ports nothing listens on right now."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def random_cluster_id() -> str:
+    """Make a Kafka UUID as the storage tool's ``random-uuid`` does, minus a JVM."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka rejects these: they read as flags.
+            return text
+
+
+def api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Round-trip an ApiVersions v0 request: proves the broker serves requests.
+
+    Plain stdlib, so the CLI can check a broker without confluent-kafka.
+    """
+    client_id = b"kafka-harness"
+    header = (
+        struct.pack(">hhih", API_VERSIONS_KEY, 0, PROBE_CORRELATION_ID, len(client_id))
+        + client_id
+    )
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(struct.pack(">i", len(header)) + header)
+            size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+            correlation_id, error_code = struct.unpack(
+                ">ih", _recv_exact(sock, size)[:6]
+            )
+    except (OSError, struct.error):
+        return False
+    return bool(correlation_id == PROBE_CORRELATION_ID and error_code == 0)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed mid-response")
+        data += chunk
+    return data
+
+
+def listed_brokers(bootstrap_servers: str, timeout: float) -> set[int] | None:
+    """IDs of the brokers a real client sees in metadata: registered, unfenced.
+
+    None when confluent-kafka is not installed, so the CLI works without it.
+    """
+    try:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+    except ImportError:
+        return None
+    # librdkafka's own log lines go to logging (captured by pytest), not stderr.
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "logger": log,
+        "socket.timeout.ms": 2000,
+    }
+    admin = AdminClient(config)
+    try:
+        return set(admin.list_topics(timeout=timeout).brokers)
+    except KafkaException:  # until metadata arrives
+        return set()
+
+
+def pid_alive(pid: int) -> bool:
+    """Signal 0 tells whether a process we may not own still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class KafkaServer:
+    """One KRaft node acting as broker and controller, on loopback.
+
+    Ports are picked once, so ``stop()`` then ``start()`` brings the same
+    broker back on the same address and data, as a restarted server would.
+    The JVM runs in its own session; unless ``detach`` is set it is stopped
+    when this interpreter exits, so a crashed test run leaks no broker.
+    Alone it formats a dynamic quorum of itself; ``KafkaCluster`` passes
+    ``voters`` (node id to controller port) and a shared ``cluster_id``.
+    ``production_defaults=True`` drops ``TEST_OVERRIDES``: Kafka's own defaults,
+    except the replication settings the cluster's size forces.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        heap: str = "512m",
+        start_timeout: float = 90.0,
+        stop_timeout: float = 20.0,
+        detach: bool = False,
+        node_id: int = 1,
+        voters: Mapping[int, int] | None = None,
+        cluster_id: str | None = None,
+        production_defaults: bool = False,
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="kafka-harness-"))
+            if data_dir is None
+            else Path(data_dir)
+        )
+        picked = iter(free_ports(2))
+        self.port = port or next(picked)
+        self.node_id = node_id
+        self.voters = dict(voters or {})
+        self.controller_port = (
+            controller_port or self.voters.get(node_id) or next(picked)
+        )
+        self.cluster_id = cluster_id or random_cluster_id()
+        self.heap = heap
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.detach = detach
+        self.production_defaults = production_defaults
+        self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The address clients connect to: ``127.0.0.1:<port>``."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "kafka.log"
+
+    @property
+    def properties_path(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    def __enter__(self) -> KafkaServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Format storage on first use, launch the JVM and wait until it serves."""
+        if self.running:
+            return
+        began = time.monotonic()
+        self._launch()
+        self._wait_ready(began + self.start_timeout)
+        log.info(
+            "Kafka node %s ready on %s in %.1fs",
+            self.node_id,
+            self.bootstrap_servers,
+            time.monotonic() - began,
+        )
+
+    @property
+    def running(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self.pid is not None and pid_alive(self.pid)
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """SIGTERM for a clean shutdown (a restart then recovers nothing), then KILL.
+
+        ``graceful=False`` kills at once, for data that is about to be deleted.
+        """
+        if self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+            if not self._wait_exit(self.stop_timeout):
+                log.warning("Kafka pid %s ignored SIGTERM; killing it", self.pid)
+                os.kill(self.pid, signal.SIGKILL)
+                self._wait_exit(10.0)
+        atexit.unregister(self.stop)
+        self.pid = None
+        self._proc = None
+
+    def close(self) -> None:
+        """Stop, and delete the data folder if this object made it."""
+        self.stop(graceful=not self._own_dir)
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _launch(self) -> None:
+        lib = ensure_artifacts()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            self._format(lib)
+        with self.log_path.open("ab") as out:
+            out.write(f"\n===== starting node at {time.ctime()} =====\n".encode())
+            out.flush()
+            self._proc = subprocess.Popen(
+                [*self._java(lib, self.heap), BROKER_MAIN, str(self.properties_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own group: ^C in pytest or CLI exit spares it
+            )
+        self.pid = self._proc.pid
+        if not self.detach:  # its own session survives us: don't leak a JVM
+            atexit.register(self.stop)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.running:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Wait until this node answers and clients see it; stop it on failure."""
+        try:
+            while time.monotonic() < deadline:
+                if not self.running:
+                    raise KafkaHarnessError(
+                        f"Kafka exited during start-up; log {self.log_path}:\n"
+                        f"{self.log_tail()}"
+                    )
+                if api_versions_ok(HOST, self.port):
+                    seen = listed_brokers(self.bootstrap_servers, 2.0)
+                    if seen is None or self.node_id in seen:
+                        return
+                time.sleep(0.2)
+            raise KafkaHarnessError(
+                f"Kafka not ready in {self.start_timeout:.0f}s; log {self.log_path}:\n"
+                f"{self.log_tail()}"
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _java(self, lib: Path, heap: str) -> list[str]:
+        return [
+            java_command(),
+            "-Xms64m",
+            f"-Xmx{heap}",
+            "-XX:+UseSerialGC",  # fewer threads than G1; tests move little data
+            "-XX:TieredStopAtLevel=1",  # C1 only: ~0.4s faster start, ~30 MB less RSS
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{lib}/*",
+        ]
+
+    def _format(self, lib: Path) -> None:
+        cmd = [
+            *self._java(lib, "256m"), STORAGE_TOOL_MAIN, "format",
+            "-t", self.cluster_id, "-c", str(self.properties_path),
+        ]  # fmt: skip
+        if not self.voters:
+            cmd.append("--standalone")  # a dynamic quorum of this node alone
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise KafkaHarnessError(
+                f"storage format failed:\n{done.stdout}{done.stderr}"
+            )
+
+    def _write_config(self) -> None:
+        if self.voters:
+            quorum = {
+                "controller.quorum.voters": ",".join(
+                    f"{node}@{HOST}:{port}" for node, port in self.voters.items()
+                )
+            }
+        else:
+            quorum = {
+                "controller.quorum.bootstrap.servers": f"{HOST}:{self.controller_port}"
+            }
+        # Internal topics default to replication 3; a smaller cluster needs less
+        # (the first table at the top of this file).
+        replicas = min(3, len(self.voters) or 1)
+        min_isr = str(max(1, replicas - 1))
+        plaintext = f"PLAINTEXT://{HOST}:{self.port}"
+        controller = f"CONTROLLER://{HOST}:{self.controller_port}"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            **quorum,
+            "listeners": f"{plaintext},{controller}",
+            "advertised.listeners": f"{plaintext},{controller}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,"
+            "CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            "offsets.topic.replication.factor": str(replicas),
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": min_isr,
+        }
+        if not self.production_defaults:
+            props.update(TEST_OVERRIDES)
+        self.properties_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+
+class KafkaCluster:
+    """Several KRaft nodes, each broker and controller, on a static quorum.
+
+    For replication and fail-over tests: ``servers[i]`` can be stopped and
+    started alone while the others keep the quorum.
+    """
+
+    def __init__(
+        self, size: int = 3, data_dir: Path | str | None = None, *, heap: str = "384m"
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="kafka-cluster-"))
+            if data_dir is None
+            else Path(data_dir)
+        )
+        voters = dict(zip(range(1, size + 1), free_ports(size), strict=True))
+        cluster_id = random_cluster_id()
+        self.servers = [
+            KafkaServer(
+                self.data_dir / f"node-{node}",
+                node_id=node,
+                voters=voters,
+                cluster_id=cluster_id,
+                heap=heap,
+            )
+            for node in voters
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's address, comma-separated, as clients expect it."""
+        return ",".join(server.bootstrap_servers for server in self.servers)
+
+    def __enter__(self) -> KafkaCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Launch every node first: none is ready before a quorum is up."""
+        deadline = time.monotonic() + max(s.start_timeout for s in self.servers)
+        try:
+            for server in self.servers:
+                if not server.running:
+                    server._launch()
+            for server in self.servers:
+                server._wait_ready(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Signal all nodes at once, so none waits on a quorum already gone."""
+        for server in self.servers:
+            if server.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(server.pid, signal.SIGTERM)
+        for server in self.servers:
+            server.stop()
+
+    def close(self) -> None:
+        """Stop, and delete the data folder if this object made it.
+
+        A graceful stop of a multi-node quorum takes seconds (the last leader
+        waits to hand over), so data that is about to go is killed instead.
+        """
+        if self._own_dir:
+            for server in self.servers:
+                server.stop(graceful=False)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        else:
+            self.stop()
+
+
+# --- CLI: a long-lived broker for development and CI scripts -------------------
+
+
+def _state_file() -> Path:
+    return cache_root() / "dev-broker.json"
+
+
+def _dev_dir() -> Path:
+    return cache_root() / "dev-broker"
+
+
+@contextlib.contextmanager
+def _cli_lock() -> Iterator[None]:
+    """Serialise CLI calls so two ``start``s cannot launch two brokers."""
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with (cache_root() / ".cli.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _recorded_server() -> KafkaServer | None:
+    """The broker from the state file if its PID is still that broker's JVM."""
+    try:
+        state = json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return None
+    server = KafkaServer(
+        state["data_dir"], port=state["port"], controller_port=state["controller_port"]
+    )
+    server.pid = state["pid"]
+    if not _is_broker(server.pid, server.properties_path):
+        server.pid = None
+    return server
+
+
+def _is_broker(pid: int, properties_path: Path) -> bool:
+    """Guard against a recycled PID: the command line must name our properties."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: trust the PID
+        return pid_alive(pid)
+    try:
+        args = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return BROKER_MAIN.encode() in args and str(properties_path).encode() in args
+
+
+def _cli_start() -> int:
+    with _cli_lock():
+        server = _recorded_server()
+        if server is not None and server.running and api_versions_ok(HOST, server.port):
+            print(f"reusing Kafka pid {server.pid}", file=sys.stderr)
+        else:
+            if server is not None:
+                server.stop()
+            shutil.rmtree(_dev_dir(), ignore_errors=True)
+            server = KafkaServer(_dev_dir(), detach=True)
+            server.start()
+            state = {
+                "pid": server.pid,
+                "port": server.port,
+                "controller_port": server.controller_port,
+                "data_dir": str(server.data_dir),
+                "version": kafka_version(),
+            }
+            _state_file().write_text(json.dumps(state, indent=2))
+            print(
+                f"started Kafka pid {server.pid}, log {server.log_path}",
+                file=sys.stderr,
+            )
+    print(f"KAFKA_BOOTSTRAP_SERVERS={server.bootstrap_servers}")
+    return 0
+
+
+def _cli_stop() -> int:
+    with _cli_lock():
+        server = _recorded_server()
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.data_dir, ignore_errors=True)
+        _state_file().unlink(missing_ok=True)
+    print(
+        "Kafka stopped" if server is not None else "no Kafka recorded", file=sys.stderr
+    )
+    return 0
+
+
+def _cli_status() -> int:
+    server = _recorded_server()
+    if server is None or not server.running or not api_versions_ok(HOST, server.port):
+        print("Kafka is not running", file=sys.stderr)
+        return 1
+    print(f"KAFKA_BOOTSTRAP_SERVERS={server.bootstrap_servers}")
+    return 0
+
+
+def _cli_fetch() -> int:
+    started = time.monotonic()
+    lib = ensure_artifacts()
+    print(f"Kafka {kafka_version()} jars in {lib} ({time.monotonic() - started:.1f}s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
+    command = parser.parse_args(argv).command
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return {
+            "start": _cli_start,
+            "stop": _cli_stop,
+            "status": _cli_status,
+            "fetch": _cli_fetch,
+        }[command]()
+    except KafkaHarnessError as err:
+        print(err, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
