@@ -45,7 +45,7 @@ def test_a_bad_answer_is_refused_and_nothing_is_generated(
     destination = tmp_path / "pkg"
     with pytest.raises(ValueError, match=question) as refused:
         render(template_src, destination, **{question: answer})
-    assert explanation in str(refused.value)
+    assert explanation in " ".join(str(refused.value).split())
     assert not destination.exists() or not any(destination.iterdir())
 
 
@@ -65,7 +65,7 @@ def test_extras_the_tier_cannot_carry_are_refused(
         render(
             template_src, destination, capability_tier=tier, extra_capabilities=extras
         )
-    assert explanation in str(refused.value)
+    assert explanation in " ".join(str(refused.value).split())
     assert not destination.exists() or not any(destination.iterdir())
 
 

@@ -1,0 +1,150 @@
+"""Copier driven through a pseudo-terminal, as a person answers its prompts.
+
+A person who accepts what is offered must get exactly the package that
+`--defaults --data ...` gives (which the package tier installs and tests), at
+every tier of both backends, on `copier copy` and on `copier update`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BACKENDS, REPO_ROOT, TIERS, UNSUPPORTED, git, render
+from tests.terminal import (
+    COLUMNS,
+    QUESTION_MARK,
+    VALIDATION_ERROR,
+    Terminal,
+    answer_prompts,
+)
+
+MATRIX = [
+    (backend, tier)
+    for backend in BACKENDS
+    for tier in TIERS
+    if (backend, tier) not in UNSUPPORTED
+]
+# Tiers where extras are neither impossible nor already included.
+TIERS_WITH_EXTRAS = {"simple_queuing", "reliable_messaging", "ordered_messaging"}
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): path.read_text()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
+
+
+def headlines(validator: str) -> list[str]:
+    """The first line of each message a validator can give, names at their
+    longest (a keyword or a built-in provider, 12 characters at most)."""
+    lines = validator.splitlines()
+    return [
+        re.sub(r"\{\{.*?\}\}", "x" * 12, message)
+        for tag, message in itertools.pairwise(lines)
+        if tag.startswith(("{%- if", "{%- elif"))
+    ]
+
+
+def test_every_prompt_line_fits_an_80_column_terminal() -> None:
+    """prompt_toolkit cuts a line at the right edge instead of wrapping it."""
+    spec = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    last = COLUMNS - 1
+    checked = 0
+    for key, details in spec.items():
+        if key.startswith("_") or details.get("when") is False:
+            continue
+        for line in details["help"].splitlines():
+            assert len(f"{QUESTION_MARK}  {line}") <= last, (key, line)
+        refusal = f"{VALIDATION_ERROR} '{key}': "
+        for headline in headlines(details.get("validator", "")):
+            assert len(refusal + headline) <= last, (key, headline)
+        choices = details.get("choices", {})
+        if isinstance(choices, list):
+            choices = {str(choice): choice for choice in choices}
+        for label, choice in choices.items():
+            assert len(f" » ○ {label}") <= last, (key, label)
+            validator = choice.get("validator", "") if isinstance(choice, dict) else ""
+            for headline in headlines(validator):
+                assert len(f"   - {label} ({headline}") <= last, (label, headline)
+                checked += 1
+        checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.terminal
+@pytest.mark.parametrize(
+    ("backend", "tier"), MATRIX, ids=[f"{b}-{t}" for b, t in MATRIX]
+)
+def test_accepting_the_offered_answers_gives_the_package_data_would(
+    template_src: Path, tmp_path: Path, backend: str, tier: str
+) -> None:
+    terminal = Terminal(["copy", str(template_src), "pkg"], cwd=tmp_path)
+    asked = answer_prompts(
+        terminal, {"broker_name": "acme", "backend": backend, "capability_tier": tier}
+    )
+    assert terminal.finish() == 0, terminal.text()
+    assert ("extra_capabilities" in asked) == (tier in TIERS_WITH_EXTRAS), asked
+    assert "Your broker package is ready" in terminal.text()
+    expected = render(
+        template_src, tmp_path / "api", backend=backend, capability_tier=tier
+    )
+    assert tree(tmp_path / "pkg") == tree(expected)
+
+
+@pytest.mark.terminal
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [
+        ("Kafka-Broker", "a-z first, then a-z 0-9 _ (2-30)"),
+        ("redis", '"redis" is taken by Protean'),
+        ("class", '"class" is a Python keyword'),
+    ],
+)
+def test_a_bad_name_is_refused_on_screen_and_the_corrected_one_taken(
+    template_src: Path, tmp_path: Path, bad: str, shown: str
+) -> None:
+    terminal = Terminal(["copy", str(template_src), "pkg"], cwd=tmp_path)
+    answer_prompts(terminal, {"broker_name": "acme"}, typed_first={"broker_name": bad})
+    assert terminal.finish() == 0, terminal.text()
+    # The whole reason is on screen: nothing cut at the right edge.
+    assert terminal.refusals == [f"{VALIDATION_ERROR} 'broker_name': {shown}"]
+    assert len(terminal.refusals[0]) < COLUMNS
+    assert (tmp_path / "pkg" / "src" / "protean_acme" / "broker.py").is_file()
+
+
+@pytest.mark.terminal
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_copier_update_moves_through_every_tier_interactively(
+    template_src: Path, tmp_path: Path, backend: str
+) -> None:
+    package = render(template_src, tmp_path / "pkg", backend=backend)
+    git(package, "init", "-q", "-b", "main")
+    tiers = [tier for tier in TIERS if (backend, tier) not in UNSUPPORTED]
+    for tier in [*tiers[1:], tiers[0]]:
+        git(package, "add", "-A")
+        git(
+            package, "-c", "user.name=t", "-c", "user.email=t@e.x", "commit", "-qm", "x"
+        )
+        terminal = Terminal(["update"], cwd=package)
+        asked = answer_prompts(terminal, {"capability_tier": tier})
+        assert terminal.finish() == 0, terminal.text()
+        assert "capability_tier" in asked
+        answers = yaml.safe_load((package / ".copier-answers.yml").read_text())
+        assert answers["capability_tier"] == tier
+        # Extras the person kept from the last answers, as a fresh copy takes them.
+        expected = render(
+            template_src,
+            tmp_path / tier,
+            **{key: value for key, value in answers.items() if key[0] != "_"},
+        )
+        # CHANGELOG.md is the author's from the first copy on (_skip_if_exists).
+        updated, fresh = tree(package), tree(expected)
+        del updated["CHANGELOG.md"], fresh["CHANGELOG.md"]
+        assert updated == fresh, tier
