@@ -1,13 +1,38 @@
-"""Health and info: what Protean's observatory and CLI show about the broker."""
+"""Health and info: what Protean's Observatory, metrics and CLI read from a broker.
+
+Protean reads these by key (`server/observatory/metrics.py`, `api.py`,
+`subscription_status.py`), in the shapes its own brokers return, so a missing
+key shows as a zero on a dashboard rather than as an error.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
-from tests.conftest import ReadUntil
+from tests.conftest import ReadUntil, broker_settings
 
 PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
+COUNTS = ("total_messages", "in_flight", "failed", "dlq")
+
+
+def details(broker: BaseBroker) -> dict[str, Any]:
+    stats = broker.health_stats()
+    assert stats["status"] == "healthy", stats
+    result: dict[str, Any] = stats["details"]
+    return result
+
+
+def counts(broker: BaseBroker) -> dict[str, int]:
+    message_counts = details(broker)["message_counts"]
+    return {key: message_counts[key] for key in COUNTS}
+
+
+def moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """How each count changed; only the changes, so other streams do not matter."""
+    return {key: after[key] - before[key] for key in COUNTS if after[key] - before[key]}
 
 
 @PUBLISH
@@ -16,24 +41,127 @@ def test_ping_succeeds_when_connected(broker: BaseBroker) -> None:
 
 
 @PUBLISH
-def test_health_stats_report_a_healthy_connected_broker(broker: BaseBroker) -> None:
+def test_health_stats_carry_the_keys_protean_reads(broker: BaseBroker) -> None:
     stats = broker.health_stats()
     assert stats["status"] == "healthy"
     assert stats["connected"] is True
-    assert isinstance(stats["details"], dict)
-    assert "error" not in stats["details"]
+    found = stats["details"]
+    assert found["healthy"] is True
+    assert "error" not in found
+    assert all(type(found["message_counts"][key]) is int for key in COUNTS)
+    for section in ("streams", "consumer_groups"):
+        assert type(found[section]["count"]) is int
+        assert isinstance(found[section]["names"], list)
+        assert found[section]["count"] == len(found[section]["names"])
+    assert isinstance(found["configuration"], dict)
 
 
 @PUBLISH
-def test_info_is_a_dictionary(broker: BaseBroker, stream: str) -> None:
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker counts only streams that have a consumer group or a "
+    "subscriber; Protean's metrics show this count as the messages a broker holds",
+)
+def test_published_messages_are_counted_and_their_stream_named(
+    broker: BaseBroker, stream: str
+) -> None:
+    before = counts(broker)
+    for n in range(3):
+        broker.publish(stream, {"n": n})
+    assert moved(before, counts(broker)) == {"total_messages": 3}
+    streams = details(broker)["streams"]
+    assert stream in streams["names"]
+
+
+@pytest.mark.requires(BrokerCapabilities.ACK_NACK)
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker keeps a nacked message in its pending list and reports "
+    "`failed` as 0; the suite asks for the count Protean's InlineBroker keeps",
+)
+@pytest.mark.protean_defect(
+    "inline",
+    reason="InlineBroker splits `stream:group` keys at the first `:`, so streams "
+    "with `::` in their names lose their groups",
+)
+def test_counts_follow_delivery_ack_and_nack(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    before = counts(broker)
     broker.publish(stream, {"n": 1})
-    assert isinstance(broker.info(), dict)
+    broker.publish(stream, {"n": 2})
+    [(first, _), (second, _)] = read_until(stream, group, 2)
+    assert moved(before, counts(broker)) == {"total_messages": 2, "in_flight": 2}
+    assert details(broker)["consumer_groups"]["names"].count(group) == 1
+
+    assert broker.ack(stream, first, group) is True
+    assert moved(before, counts(broker)) == {"total_messages": 2, "in_flight": 1}
+
+    assert broker.nack(stream, second, group) is True
+    assert moved(before, counts(broker)) == {"total_messages": 2, "failed": 1}
+
+
+@pytest.mark.requires(BrokerCapabilities.DEAD_LETTER_QUEUE)
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker reports `dlq` as 0 whatever its dead-letter streams hold",
+)
+@pytest.mark.protean_defect(
+    "inline",
+    reason="InlineBroker splits `stream:group` keys at the first `:`, so streams "
+    "with `::` in their names lose their groups",
+)
+def test_dead_lettered_messages_are_counted(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    before = counts(broker)
+    broker.publish(stream, {"n": 1})
+    for _ in range(int(broker_settings()["max_retries"]) + 1):
+        [(identifier, _)] = read_until(stream, group, 1)
+        assert broker.nack(stream, identifier, group) is True
+    after = moved(before, counts(broker))
+    assert after.pop("dlq") == 1
+    assert after.get("in_flight", 0) == after.get("failed", 0) == 0
+
+
+@PUBLISH
+def test_info_is_a_dictionary_of_consumer_groups(broker: BaseBroker) -> None:
+    assert isinstance(broker.info()["consumer_groups"], dict)
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
-def test_info_lists_groups_that_have_read(
+@pytest.mark.protean_defect(
+    "inline",
+    reason="InlineBroker splits `stream:group` keys at the first `:`, so streams "
+    "with `::` in their names report their groups under the wrong name",
+)
+def test_info_describes_each_group_as_protean_subscriptions_reads_it(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
     broker.publish(stream, {"n": 1})
     read_until(stream, group, 1)
-    assert group in broker.info()["consumer_groups"]
+    entry = broker.info()["consumer_groups"][group]
+    assert isinstance(entry["consumers"], list)
+    assert entry["consumer_count"] == len(entry["consumers"]) >= 1
+    assert isinstance(entry["created_at"], int | float)
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@pytest.mark.beyond_protean(
+    "inline",
+    "redis",
+    reason="`protean subscriptions` shows a broker subscription's `pending` as "
+    "its lag and calls it lagging when above 0, so it must count what the group "
+    "has not finished, undelivered or unacked; InlineBroker reports no `pending` "
+    "and RedisBroker's counts only delivered, unacked messages",
+)
+def test_info_pending_counts_what_the_group_has_not_finished(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    for n in range(3):
+        broker.publish(stream, {"n": n})
+    read_until(stream, group, 1)
+    pending = broker.info()["consumer_groups"][group]["pending"]
+    # Two undelivered, and the delivered one until it is acked; without
+    # ACK_NACK a message is done once delivered.
+    assert pending == (3 if broker.has_capability(BrokerCapabilities.ACK_NACK) else 2)

@@ -25,11 +25,22 @@ def test_publish_returns_a_non_empty_string_identifier(
 
 
 @PUBLISH
-def test_identifiers_are_unique_within_and_across_streams(
+def test_identifiers_are_unique_within_a_stream(
     broker: BaseBroker, stream: str
 ) -> None:
-    identifiers = [broker.publish(stream, {"n": n}) for n in range(5)]
-    identifiers += [broker.publish(f"{stream}-other", {"n": n}) for n in range(5)]
+    identifiers = [broker.publish(stream, {"n": n}) for n in range(10)]
+    assert len(set(identifiers)) == 10
+
+
+@PUBLISH
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="Redis stream ids are timestamps and repeat across streams; the suite "
+    "asks for unique ids because DLQ entries, logs and traces name a message by "
+    "its id alone",
+)
+def test_identifiers_are_unique_across_streams(broker: BaseBroker, stream: str) -> None:
+    identifiers = [broker.publish(f"{stream}-{n}", {"n": n}) for n in range(10)]
     assert len(set(identifiers)) == 10
 
 
