@@ -126,6 +126,12 @@ def uv() -> str:
     return found
 
 
+def with_dev_tools(package: Path) -> tuple[str, ...]:
+    """`make_venv` arguments: the package (non-editable, as users get it) and its
+    `dev` dependency group (PEP 735), which holds pytest, ruff and mypy."""
+    return (str(package), "--group", f"{package / 'pyproject.toml'}:dev")
+
+
 def make_venv(path: Path, *requirements: str) -> Path:
     """A fresh virtual environment with `requirements` installed; returns its bin/."""
     run(uv(), "venv", "-q", "--python", sys.executable, path, cwd=path.parent)

@@ -13,6 +13,7 @@ from tests.conftest import (
     make_venv,
     render,
     run_generated_tests,
+    with_dev_tools,
 )
 
 pytestmark = pytest.mark.package
@@ -28,7 +29,9 @@ def test_a_skeleton_package_installs_and_passes_its_own_checks(
         )
     with stopwatch.step("install"):
         # A wheel built from the sdist, installed non-editable, is what users get.
-        bin_dir = make_venv(tmp_path / "venv", f"{package}[test]", "build", "twine")
+        bin_dir = make_venv(
+            tmp_path / "venv", *with_dev_tools(package), "build", "twine"
+        )
     with stopwatch.step("generated tests"):
         _, skipped = run_generated_tests(bin_dir, package)
     assert all("does not declare" in line for line in skipped), skipped

@@ -12,6 +12,7 @@ from tests.conftest import (
     protean_requirement,
     render,
     run_generated_tests,
+    with_dev_tools,
 )
 
 pytestmark = pytest.mark.package
@@ -36,7 +37,9 @@ def test_the_skeleton_passes_on_each_allowed_protean_release(
     )
     protean = protean_requirement(package)
     assert release in protean.specifier
-    bin_dir = make_venv(tmp_path / "venv", f"{package}[test]", f"protean=={release}")
+    bin_dir = make_venv(
+        tmp_path / "venv", *with_dev_tools(package), f"protean=={release}"
+    )
     _, skipped = run_generated_tests(bin_dir, package)
     assert all("does not declare" in line for line in skipped), skipped
 

@@ -36,6 +36,7 @@ from tests.conftest import (
     run,
     snapshot_template,
     timed,
+    with_dev_tools,
 )
 
 BASE, NEXT = "v1.0.0", "v1.1.0"  # a plain release: no migration applies
@@ -343,7 +344,7 @@ def test_the_update_is_fast(updated: Updated) -> None:
 def test_the_updated_package_installs_and_passes_its_tests(
     updated: Updated, tmp_path: Path
 ) -> None:
-    bin_dir = make_venv(tmp_path / "venv", f"{updated.package}[test]")
+    bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(updated.package))
     output = run(
         bin_dir / "pytest", "-q", "-rA", "-p", "no:cacheprovider", cwd=updated.package
     )
