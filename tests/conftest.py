@@ -37,6 +37,12 @@ UNSUPPORTED = {("kafka", "enterprise_streaming")}
 
 TIMINGS: dict[str, float] = {}
 
+# The tools of the environment running the tests (copier, ruff, uv) come first,
+# so `.venv/bin/python -m pytest` or `-m tests.benchmark` work without activating it.
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+)
+
 
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(

@@ -1,0 +1,119 @@
+"""Fast tier: what a rendered package needs to be published and kept current.
+
+Metadata follows the answers, the workflows parse and do what the README says,
+and every version a generated file names matches the one the tests use.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, render
+
+GITHUB = "https://github.com/acme-org/protean-acme-broker"
+
+
+def pyproject(package: Path) -> dict[str, Any]:
+    return tomllib.loads((package / "pyproject.toml").read_text())
+
+
+def workflow(package: Path, name: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = yaml.safe_load(
+        (package / ".github" / "workflows" / name).read_text()
+    )
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def published(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(
+        template_src,
+        tmp_path_factory.mktemp("published") / "pkg",
+        repository_url=GITHUB,
+        python_min="3.12",
+    )
+
+
+def test_urls_and_classifiers_follow_the_answers(published: Path) -> None:
+    project = pyproject(published)["project"]
+    assert project["urls"] == {
+        "Homepage": GITHUB,
+        "Repository": GITHUB,
+        "Issues": f"{GITHUB}/issues",
+        "Changelog": f"{GITHUB}/blob/main/CHANGELOG.md",
+    }
+    versions = [
+        c.rsplit(" :: ", 1)[1]
+        for c in project["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    assert versions == ["3.12", "3.13"]
+    assert project["requires-python"] == ">=3.12"
+    assert any(c.startswith("Development Status ::") for c in project["classifiers"])
+    readme = (published / "README.md").read_text()
+    assert f"]({GITHUB}/actions/workflows/ci.yml)" in readme
+
+
+def test_without_a_repository_there_are_no_links(
+    template_src: Path, tmp_path: Path
+) -> None:
+    package = render(template_src, tmp_path / "pkg")
+    assert "urls" not in pyproject(package)["project"]
+    assert "badge.svg" not in (package / "README.md").read_text()
+
+
+def test_ci_tests_both_ends_of_the_declared_range(published: Path) -> None:
+    job = workflow(published, "ci.yml")["jobs"]["test"]
+    assert job["strategy"]["matrix"]["include"] == [
+        {"python-version": "3.12", "resolution": "lowest-direct"},
+        {"python-version": "3.13", "resolution": "highest"},
+    ]
+    runs = [step.get("run", "") for step in job["steps"]]
+    install = next(step for step in job["steps"] if step.get("run") == "uv sync")
+    assert install["env"]["UV_RESOLUTION"] == "${{ matrix.resolution }}"
+    assert "uv run --no-sync pytest" in runs
+    assert "uv run --no-sync mypy" in runs
+
+
+def test_the_release_publishes_through_trusted_publishing(published: Path) -> None:
+    release = workflow(published, "release.yml")
+    # PyYAML reads the key `on` as True.
+    assert release[True]["push"]["tags"] == ["v*"]
+    build, publish = release["jobs"]["build"], release["jobs"]["publish"]
+    build_runs = [step.get("run", "") for step in build["steps"]]
+    assert "uv build" in build_runs
+    assert "uvx twine check --strict dist/*" in build_runs
+    assert any("attest-build-provenance" in s.get("uses", "") for s in build["steps"])
+    assert publish["needs"] == "build"
+    assert publish["permissions"] == {"id-token": "write"}
+    [upload] = [s for s in publish["steps"] if "pypi-publish" in s.get("uses", "")]
+    assert "with" not in upload  # no password, no token: OIDC only
+    text = (published / ".github" / "workflows" / "release.yml").read_text()
+    assert "secrets." not in text
+
+
+def test_dependabot_keeps_actions_and_hooks_current(published: Path) -> None:
+    config = yaml.safe_load((published / ".github" / "dependabot.yml").read_text())
+    ecosystems = {update["package-ecosystem"] for update in config["updates"]}
+    assert ecosystems == {"github-actions", "pre-commit"}
+
+
+def test_ruff_is_the_same_version_everywhere(published: Path) -> None:
+    """The hook, the package's dev group and the template's tests format alike."""
+    hooks = yaml.safe_load((published / ".pre-commit-config.yaml").read_text())
+    [ruff_hook] = [r for r in hooks["repos"] if r["repo"].endswith("ruff-pre-commit")]
+    [pinned] = [
+        d for d in pyproject(published)["dependency-groups"]["dev"] if "ruff" in d
+    ]
+    ours = next(
+        line
+        for line in (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith("ruff==")
+    )
+    assert ruff_hook["rev"] == "v" + pinned.split("==")[1] == "v" + ours.split("==")[1]
