@@ -1,0 +1,145 @@
+"""Package tier: the generated README's install commands work as written, the
+release workflow builds what `python -m build` builds, and the lowest releases
+the package admits pass its tests."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_venv, render, run, uv
+
+pytestmark = pytest.mark.package
+
+FENCE = re.compile(r"```shell\n(.*?)```", re.DOTALL)
+
+
+def readme_blocks(package: Path, section: str) -> list[str]:
+    """The shell blocks of one README section, in order."""
+    readme = (package / "README.md").read_text()
+    body = readme.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return FENCE.findall(body)
+
+
+def run_block(block: str, cwd: Path) -> str:
+    """Run a README block as a person pastes it: line by line, stopping at an error."""
+    return run("bash", "-euo", "pipefail", "-c", block, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def skeleton(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(
+        template_src, tmp_path_factory.mktemp("paths") / "protean-acme-broker"
+    )
+
+
+def fresh_copy(package: Path, destination: Path) -> Path:
+    return Path(shutil.copytree(package, destination / package.name))
+
+
+def test_the_readme_offers_uv_poetry_and_pip(skeleton: Path) -> None:
+    uv_block, poetry_block, pip_block, checks = readme_blocks(
+        skeleton, "Develop and test"
+    )
+    assert uv_block.split() == ["uv", "sync", "uv", "run", "pytest"]
+    assert "poetry install" in poetry_block
+    assert "--group dev" in pip_block
+    assert checks.split() == [
+        "ruff",
+        "check",
+        ".",
+        "ruff",
+        "format",
+        "--check",
+        ".",
+        "mypy",
+    ]
+
+
+def test_uv_sync_then_uv_run_pytest(skeleton: Path, tmp_path: Path) -> None:
+    package = fresh_copy(skeleton, tmp_path)
+    [uv_block] = readme_blocks(package, "Develop and test")[:1]
+    output = run_block(uv_block, package)
+    assert re.search(r"\d+ passed", output), output[-2000:]
+    checks = readme_blocks(package, "Develop and test")[3]
+    run_block("\n".join(f"uv run {line}" for line in checks.splitlines()), package)
+
+
+def test_the_pip_commands_then_pytest(skeleton: Path, tmp_path: Path) -> None:
+    package = fresh_copy(skeleton, tmp_path)
+    pip_block = readme_blocks(package, "Develop and test")[2]
+    output = run_block(pip_block, package)
+    assert re.search(r"\d+ passed", output), output[-2000:]
+
+
+def test_poetry_checks_builds_and_installs_the_dev_group(
+    skeleton: Path, tmp_path: Path
+) -> None:
+    poetry = make_venv(tmp_path / "poetry-venv", "poetry>=2.2") / "poetry"
+    package = fresh_copy(skeleton, tmp_path)
+    run(poetry, "check", "--strict", cwd=package)
+    run(poetry, "build", cwd=package)
+    assert sorted(p.suffix for p in (package / "dist").iterdir()) == [".gz", ".whl"]
+    # Poetry resolves through PyPI's JSON API, which the package index reachable
+    # here does not serve; the simple index holds the same releases.
+    with (package / "pyproject.toml").open("a") as project:
+        project.write(
+            '\n[[tool.poetry.source]]\nname = "index"\n'
+            'url = "https://pypi.org/simple/"\npriority = "primary"\n'
+        )
+    env = {"POETRY_VIRTUALENVS_IN_PROJECT": "true"}
+    run(poetry, "install", "--no-interaction", cwd=package, env=env)
+    output = run(poetry, "run", "pytest", "-q", cwd=package, env=env)
+    assert re.search(r"\d+ passed", output), output[-2000:]
+
+
+def members(artefact: Path) -> list[str]:
+    if artefact.suffix == ".whl":
+        return sorted(zipfile.ZipFile(artefact).namelist())
+    with tarfile.open(artefact) as sdist:
+        return sorted(sdist.getnames())
+
+
+def test_the_release_workflow_builds_what_python_m_build_builds(
+    skeleton: Path, tmp_path: Path
+) -> None:
+    """release.yml runs `uv build`; it must give the same files as the
+    reference PEP 517 front end."""
+    package = fresh_copy(skeleton, tmp_path)
+    run(uv(), "build", "--out-dir", tmp_path / "uv", package, cwd=package)
+    bin_dir = make_venv(tmp_path / "venv", "build")
+    run(
+        bin_dir / "python",
+        "-m",
+        "build",
+        "--outdir",
+        tmp_path / "pypa",
+        package,
+        cwd=package,
+    )
+    by_uv = sorted((tmp_path / "uv").iterdir())
+    by_build = sorted((tmp_path / "pypa").iterdir())
+    assert [p.name for p in by_uv] == [p.name for p in by_build]
+    for ours, theirs in zip(by_uv, by_build, strict=True):
+        assert members(ours) == members(theirs), ours.name
+
+
+@pytest.mark.parametrize("backend", ["skeleton", "kafka"])
+def test_the_lowest_releases_admitted_pass_the_tests(
+    template_src: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """What the generated CI's lowest-direct job runs, on the oldest Python."""
+    package = render(template_src, tmp_path / "pkg", backend=backend)
+    env = {"UV_RESOLUTION": "lowest-direct", "UV_PYTHON": "3.11"}
+    if backend == "kafka":
+        env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("kafka_bootstrap")
+    run(uv(), "sync", cwd=package, env=env)
+    resolved = run(uv(), "pip", "list", "--python", package / ".venv", cwd=package)
+    assert re.search(r"^protean\s+0\.15\.0$", resolved, re.MULTILINE), resolved
+    output = run(uv(), "run", "--no-sync", "pytest", "-q", cwd=package, env=env)
+    assert re.search(r"\d+ passed", output), output[-2000:]
