@@ -68,6 +68,7 @@ class Terminal:
     argv: Sequence[str]
     cwd: Path
     timeout: float = 60.0
+    program: str = str(COPIER)  # "bash" with ["-c", line] runs a README line
     screen: pyte.Screen = field(init=False)
     transcript: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)  # as shown on screen
@@ -78,7 +79,7 @@ class Terminal:
         env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
         env.pop("CI", None)  # the prompts are what is under test
         self.child = pexpect.spawn(
-            str(COPIER),
+            self.program,
             list(self.argv),
             cwd=str(self.cwd),
             env=env,

@@ -20,7 +20,17 @@ HEADER = "# Changelog\n\n## [Unreleased]\n"
 
 def commit(repo: Path, message: str) -> str:
     git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@e.x", "commit", "-qm", message)
+    git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e.x",
+        "commit",
+        "--allow-empty",
+        "-qm",
+        message,
+    )
     return git(repo, "rev-parse", "HEAD")
 
 
