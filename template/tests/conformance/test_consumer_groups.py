@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
+from tests.conformance.reasons import REDIS_REDELIVERS_PENDING
 from tests.conftest import ReadUntil
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
@@ -20,13 +21,7 @@ def test_every_group_receives_every_message(
         )
 
 
-@pytest.mark.beyond_protean(
-    "redis",
-    reason="RedisBroker's `read` first re-reads its consumer's own pending list, "
-    "so an unacked message comes back on the next read while its handler may "
-    "still be working on it; the suite asks that only a nack or a timeout "
-    "hand it out again",
-)
+@REDIS_REDELIVERS_PENDING
 def test_a_delivered_message_is_not_handed_out_again_in_its_group(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
 ) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
+from tests.conformance.reasons import (
+    INLINE_SPLITS_GROUP_KEYS,
+    REDIS_NEVER_DEAD_LETTERS,
+)
 from tests.conftest import ReadUntil, broker_settings
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.DEAD_LETTER_QUEUE)
@@ -21,6 +25,8 @@ def exhaust(broker: BaseBroker, stream: str, group: str, read_until: ReadUntil) 
     return identifier
 
 
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
 def test_an_exhausted_message_moves_to_the_dlq(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
 ) -> None:
@@ -34,6 +40,8 @@ def test_an_exhausted_message_moves_to_the_dlq(
     assert broker.dlq_inspect(f"{stream}:dlq", entry.dlq_id) == entry
 
 
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
 def test_replay_puts_the_message_back_on_its_stream(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -45,6 +53,8 @@ def test_replay_puts_the_message_back_on_its_stream(
     assert payload == {"order_id": 42}
 
 
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
 def test_replay_all_and_purge_empty_the_dlq(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -62,6 +72,13 @@ def test_unknown_dlq_entries_are_reported_as_missing(
     assert broker.dlq_replay(f"{stream}:dlq", "no-such-entry", stream) is False
 
 
+@pytest.mark.beyond_protean(
+    "inline",
+    "redis",
+    before="0.18",
+    reason="Protean's engine owns the retries of its subscriptions from 0.18; "
+    "earlier brokers have no `_mark_subscription_owned`",
+)
 def test_groups_owned_by_protean_are_never_dead_lettered(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:

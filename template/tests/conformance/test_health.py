@@ -12,6 +12,12 @@ from typing import Any
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
+from tests.conformance.reasons import (
+    INLINE_SPLITS_GROUP_KEYS,
+    PENDING_IS_THE_BACKLOG,
+    REDIS_NEVER_DEAD_LETTERS,
+    REDIS_SPLITS_GROUP_KEYS,
+)
 from tests.conftest import ReadUntil, broker_settings
 
 PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
@@ -79,11 +85,7 @@ def test_published_messages_are_counted_and_their_stream_named(
     reason="RedisBroker keeps a nacked message in its pending list and reports "
     "`failed` as 0; the suite asks for the count Protean's InlineBroker keeps",
 )
-@pytest.mark.protean_defect(
-    "inline",
-    reason="InlineBroker splits `stream:group` keys at the first `:`, so streams "
-    "with `::` in their names lose their groups",
-)
+@INLINE_SPLITS_GROUP_KEYS
 def test_counts_follow_delivery_ack_and_nack(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -102,15 +104,7 @@ def test_counts_follow_delivery_ack_and_nack(
 
 
 @pytest.mark.requires(BrokerCapabilities.DEAD_LETTER_QUEUE)
-@pytest.mark.beyond_protean(
-    "redis",
-    reason="RedisBroker reports `dlq` as 0 whatever its dead-letter streams hold",
-)
-@pytest.mark.protean_defect(
-    "inline",
-    reason="InlineBroker splits `stream:group` keys at the first `:`, so streams "
-    "with `::` in their names lose their groups",
-)
+@REDIS_NEVER_DEAD_LETTERS
 def test_dead_lettered_messages_are_counted(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -130,11 +124,8 @@ def test_info_is_a_dictionary_of_consumer_groups(broker: BaseBroker) -> None:
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
-@pytest.mark.protean_defect(
-    "inline",
-    reason="InlineBroker splits `stream:group` keys at the first `:`, so streams "
-    "with `::` in their names report their groups under the wrong name",
-)
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_SPLITS_GROUP_KEYS
 def test_info_describes_each_group_as_protean_subscriptions_reads_it(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -147,14 +138,7 @@ def test_info_describes_each_group_as_protean_subscriptions_reads_it(
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
-@pytest.mark.beyond_protean(
-    "inline",
-    "redis",
-    reason="`protean subscriptions` shows a broker subscription's `pending` as "
-    "its lag and calls it lagging when above 0, so it must count what the group "
-    "has not finished, undelivered or unacked; InlineBroker reports no `pending` "
-    "and RedisBroker's counts only delivered, unacked messages",
-)
+@PENDING_IS_THE_BACKLOG
 def test_info_pending_counts_what_the_group_has_not_finished(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:

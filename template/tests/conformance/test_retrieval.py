@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
+from tests.conformance.reasons import REDIS_REDELIVERS_PENDING
 from tests.conftest import ReadUntil
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
@@ -54,6 +55,7 @@ def test_get_next_returns_one_message_at_a_time(
         assert set(received) == set(published)
 
 
+@REDIS_REDELIVERS_PENDING
 def test_read_returns_exactly_the_requested_number_when_more_wait(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
 ) -> None:
