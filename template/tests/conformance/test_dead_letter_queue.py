@@ -82,7 +82,8 @@ def test_unknown_dlq_entries_are_reported_as_missing(
 def test_groups_owned_by_protean_are_never_dead_lettered(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
-    broker._mark_subscription_owned(stream, group)
+    # BaseBroker declares it from Protean 0.18, when the engine began to own retries.
+    broker._mark_subscription_owned(stream, group)  # type: ignore[attr-defined,unused-ignore]
     identifier = broker.publish(stream, {"order_id": 1})
     for _ in range(int(broker_settings()["max_retries"]) + 2):
         [(delivered, _)] = read_until(stream, group, 1)
