@@ -190,7 +190,8 @@ def stopwatch(request: pytest.FixtureRequest) -> Stopwatch:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One warm Kafka broker for the whole session: the one named by
-    `KAFKA_BOOTSTRAP_SERVERS`, or a fresh KRaft node from the harness.
+    `KAFKA_BOOTSTRAP_SERVERS`, or a fresh KRaft node from the runner generated
+    Kafka packages carry (`tests/kafka_server.py` loads it from `template/`).
 
     A broker that cannot start fails the tests with its log; it never skips them.
     """

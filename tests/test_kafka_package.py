@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,28 @@ from tests.conftest import (
     protean_requirement,
     render,
     run_generated_tests,
+    with_dev_tools,
 )
 
 pytestmark = [pytest.mark.package, pytest.mark.kafka]
 
-# The floor the package declares and the newest release.
-RELEASES = ("0.15.0", "0.18.0")
+# The floor the package declares, on the session's broker; the newest release, on
+# the Kafka the package's own tests start (no KAFKA_BOOTSTRAP_SERVERS).
+RELEASES = (("0.15.0", "session broker"), ("0.18.0", "own broker"))
+
+
+def kafka_nodes_under(folder: Path) -> list[str]:
+    """Command lines of running Kafka JVMs whose files live under ``folder``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        text = b" ".join(args).decode(errors="replace")
+        if b"kafka.Kafka" in args and str(folder) in text:
+            found.append(text)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -34,38 +51,76 @@ def kafka_package(template_src: Path, tmp_path_factory: pytest.TempPathFactory) 
 def test_the_kafka_package_is_lint_and_type_clean_and_builds(
     kafka_package: Path, tmp_path: Path
 ) -> None:
-    bin_dir = make_venv(tmp_path / "venv", f"{kafka_package}[test]", "build", "twine")
+    bin_dir = make_venv(
+        tmp_path / "venv", *with_dev_tools(kafka_package), "build", "twine"
+    )
     check_lint_types_and_build(bin_dir, kafka_package, tmp_path / "dist")
 
 
-@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize(("release", "broker"), RELEASES)
 def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
     kafka_package: Path,
     kafka_bootstrap: str,
     tmp_path: Path,
     release: str,
+    broker: str,
     stopwatch: Stopwatch,
 ) -> None:
     protean = protean_requirement(kafka_package)
     assert release in protean.specifier
     with stopwatch.step("install"):
         bin_dir = make_venv(
-            tmp_path / "venv", f"{kafka_package}[test]", f"protean=={release}"
+            tmp_path / "venv", *with_dev_tools(kafka_package), f"protean=={release}"
         )
+    own = broker == "own broker"
+    scratch = tmp_path / "tmp"  # every node the package starts keeps its files here
+    scratch.mkdir()
     with stopwatch.step("generated tests on Kafka"):
         _, skipped = run_generated_tests(
             bin_dir,
             kafka_package,
             env={
-                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-                # The restart test starts and stops a node of its own.
-                "KAFKA_HARNESS_DIR": str(Path(__file__).parent),
+                # Empty reads as unset: the package starts its own node.
+                "KAFKA_BOOTSTRAP_SERVERS": "" if own else kafka_bootstrap,
+                "TMPDIR": str(scratch),
                 "CI": "true",
             },
         )
     # The default Kafka answers declare everything the adapter implements except
-    # partition leases, so only the partitioning tests may skip.
-    assert all("STREAM_PARTITIONING" in line for line in skipped), skipped
+    # partition leases, so only the partitioning tests may skip, besides the
+    # Observatory check when protean[server] is not installed.
+    allowed = ("STREAM_PARTITIONING", "(protean[server])")
+    assert all(any(a in line for a in allowed) for line in skipped), skipped
+    assert "test_restart.py" not in " ".join(skipped)
+    assert not kafka_nodes_under(scratch), "a Kafka node outlived the test session"
+
+
+def test_without_a_jdk_kafka_tests_say_how_to_get_a_broker(
+    kafka_package: Path, tmp_path: Path
+) -> None:
+    bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(kafka_package))
+    command = [
+        str(bin_dir / "pytest"), "-q", "-rs", "-p", "no:cacheprovider",
+        "tests/test_registration.py", "tests/kafka/test_restart.py",
+    ]  # fmt: skip
+    # PATH holds the venv alone: no java, no mvn.
+    env = {"PATH": str(bin_dir), "HOME": str(Path.home()), "JAVA_HOME": ""}
+
+    def pytest_output(ci: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=kafka_package, env={**env, "CI": ci},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    skipping = pytest_output(ci="")
+    assert skipping.returncode == 0, skipping.stdout
+    assert "python -m tests.kafka.kafka_server start" in skipping.stdout
+    assert "docker compose up -d" in skipping.stdout
+    assert "KAFKA_BOOTSTRAP_SERVERS=localhost:9092" in skipping.stdout
+    assert "the restart test starts a Kafka node of its own" in skipping.stdout
+    failing = pytest_output(ci="true")
+    assert failing.returncode == 1, failing.stdout
+    assert "In CI integration tests must run" in failing.stdout
 
 
 def test_a_lower_tier_declares_less_and_its_tests_follow(
@@ -79,7 +134,7 @@ def test_a_lower_tier_declares_less_and_its_tests_follow(
         capability_tier="simple_queuing",
         extra_capabilities=[],
     )
-    bin_dir = make_venv(tmp_path / "venv", f"{package}[test]")
+    bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(package))
     _, skip_lines = run_generated_tests(
         bin_dir,
         package,
