@@ -91,7 +91,7 @@ def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
     answers = answers_of(rendered)
     kafka = answers["backend"] == "kafka"
     assert (rendered / "docker-compose.yml").exists() is kafka
-    assert (rendered / "src/protean_acme/lane.py").exists() is kafka
+    assert (rendered / "src/protean_acme/consumer.py").exists() is kafka
     assert (rendered / "tests/kafka").exists() is kafka
     broker = (rendered / "src/protean_acme/broker.py").read_text()
     assert ("TODO(transport)" in broker) is not kafka
