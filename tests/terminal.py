@@ -33,10 +33,23 @@ COPIER = Path(sys.executable).parent / "copier"
 
 
 @dataclass(frozen=True)
+class Choice:
+    label: str
+    value: Any
+    validator: str  # empty when the choice is always offered
+
+
+@dataclass(frozen=True)
 class Question:
     key: str
-    title: str  # the first line of its help: what identifies it on screen
-    choices: tuple[tuple[str, Any], ...]  # (label, value), empty for free text
+    help: tuple[str, ...]
+    validator: str
+    choices: tuple[Choice, ...]  # empty for free text
+
+    @property
+    def title(self) -> str:
+        """The first line of its help: what identifies it on screen."""
+        return self.help[0]
 
 
 def questions() -> dict[str, Question]:
@@ -49,12 +62,17 @@ def questions() -> dict[str, Question]:
         choices = details.get("choices", {})
         if isinstance(choices, list):
             choices = {str(choice): choice for choice in choices}
-        pairs = tuple(
-            (label, value["value"] if isinstance(value, dict) else value)
-            for label, value in choices.items()
+        asked[key] = Question(
+            key,
+            tuple(details["help"].splitlines()),
+            details.get("validator", ""),
+            tuple(
+                Choice(label, value["value"], value.get("validator", ""))
+                if isinstance(value, dict)
+                else Choice(label, value, "")
+                for label, value in choices.items()
+            ),
         )
-        title = details["help"].splitlines()[0]
-        asked[key] = Question(key, title, pairs)
     return asked
 
 
@@ -151,8 +169,8 @@ class Terminal:
 
 def choose(terminal: Terminal, question: Question, value: Any) -> None:
     """Move the pointer to the choice whose value is `value`, then confirm."""
-    labels = [label for label, _ in question.choices]
-    [target] = [label for label, choice in question.choices if choice == value]
+    labels = [choice.label for choice in question.choices]
+    [target] = [choice.label for choice in question.choices if choice.value == value]
     for _ in range(2 * len(labels)):
         pointed = terminal.pointed_label()
         if pointed.startswith(target):

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BACKENDS, REPO_ROOT, TIERS, UNSUPPORTED, git, render
+from tests.conftest import BACKENDS, TIERS, UNSUPPORTED, git, render
 from tests.terminal import (
     COLUMNS,
     QUESTION_MARK,
     VALIDATION_ERROR,
     Terminal,
     answer_prompts,
+    questions,
 )
 
 MATRIX = [
@@ -54,25 +55,18 @@ def headlines(validator: str) -> list[str]:
 
 def test_every_prompt_line_fits_an_80_column_terminal() -> None:
     """prompt_toolkit cuts a line at the right edge instead of wrapping it."""
-    spec = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
     last = COLUMNS - 1
     checked = 0
-    for key, details in spec.items():
-        if key.startswith("_") or details.get("when") is False:
-            continue
-        for line in details["help"].splitlines():
-            assert len(f"{QUESTION_MARK}  {line}") <= last, (key, line)
-        refusal = f"{VALIDATION_ERROR} '{key}': "
-        for headline in headlines(details.get("validator", "")):
-            assert len(refusal + headline) <= last, (key, headline)
-        choices = details.get("choices", {})
-        if isinstance(choices, list):
-            choices = {str(choice): choice for choice in choices}
-        for label, choice in choices.items():
-            assert len(f" » ○ {label}") <= last, (key, label)
-            validator = choice.get("validator", "") if isinstance(choice, dict) else ""
-            for headline in headlines(validator):
-                assert len(f"   - {label} ({headline}") <= last, (label, headline)
+    for question in questions().values():
+        for line in question.help:
+            assert len(f"{QUESTION_MARK}  {line}") <= last, (question.key, line)
+        refusal = f"{VALIDATION_ERROR} '{question.key}': "
+        for headline in headlines(question.validator):
+            assert len(refusal + headline) <= last, (question.key, headline)
+        for choice in question.choices:
+            assert len(f" » ○ {choice.label}") <= last, (question.key, choice.label)
+            for headline in headlines(choice.validator):
+                assert len(f"   - {choice.label} ({headline}") <= last, headline
                 checked += 1
         checked += 1
     assert checked >= 15
