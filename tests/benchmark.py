@@ -14,18 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import make_venv, snapshot_template
+from tests.conftest import make_venv, redis_server, snapshot_template
 from tests.kafka_server import KafkaServer
 
 WORKER = Path(__file__).with_name("benchmark_worker.py")
@@ -58,42 +55,6 @@ RATIOS = [
     ("kafka_read_ack", "raw_consume", None),
     ("engine", "engine_redis", None),
 ]
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is missing: apt-get install -y redis-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @contextmanager
@@ -163,7 +124,7 @@ def main() -> None:
         print("installing the rendered Kafka package ...", file=sys.stderr)
         python = prepare(workdir)
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        with kafka(workdir) as bootstrap, redis_server() as redis_url:
+        with kafka(workdir) as bootstrap, redis_server(workdir) as redis_url:
             # A fresh broker's JVM is still compiling its hot paths: the first
             # scenario would pay for that alone.
             print("warming up Kafka ...", file=sys.stderr)
@@ -220,4 +181,7 @@ def report(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as error:  # a server the benchmark needs is missing
+        sys.exit(str(error))

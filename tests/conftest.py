@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -185,6 +186,44 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def stopwatch(request: pytest.FixtureRequest) -> Stopwatch:
     callspec = getattr(request.node, "callspec", None)
     return Stopwatch(callspec.id if callspec else request.node.name)
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A throw-away `redis-server` on a free loopback port, without persistence,
+    stopped by its PID; yields its URL. Raises RuntimeError, with the server's
+    log, when it is missing or does not start."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is required: apt-get install redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    log = workdir / "redis.log"
+    process = subprocess.Popen(
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),  # nothing written to disk
+            *("--dir", str(workdir), "--logfile", str(log)),
+        ],
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    shown = log.read_text() if log.exists() else "(no log)"
+                    raise RuntimeError(
+                        f"redis-server did not start:\n{shown}"
+                    ) from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

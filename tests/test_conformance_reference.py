@@ -11,16 +11,12 @@ with the reason; the run turns those marks into strict expected failures.
 from __future__ import annotations
 
 import re
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_venv, render, run
+from tests.conftest import make_venv, redis_server, render, run
 from tests.test_protean_versions import RELEASES
 
 pytestmark = pytest.mark.reference
@@ -29,53 +25,14 @@ PLUGIN_DIR = Path(__file__).parent / "reference"
 PROVIDERS = ("inline", "redis")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def redis_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throw-away `redis-server` on a free port, stopped by its PID."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is required: apt-get install redis-server")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    log = workdir / "redis.log"
-    process = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--logfile",
-            str(log),
-        ],
-    )
+    """A throw-away `redis-server` for Protean's Redis broker."""
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start:\n{log.read_text()}")
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        with redis_server(tmp_path_factory.mktemp("redis")) as uri:
+            yield uri
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
