@@ -8,6 +8,7 @@ generated answers file carries a real `_commit`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -98,6 +99,14 @@ def render(
         vcs_ref=vcs_ref,
     )
     return destination
+
+
+SHELL_BLOCK = re.compile(r"```shell\n(.*?)```", re.DOTALL)
+
+
+def shell_blocks(markdown: str) -> list[str]:
+    """The ```shell blocks of a README, in order: what people paste."""
+    return SHELL_BLOCK.findall(markdown)
 
 
 def protean_requirement(package: Path) -> Requirement:

@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_venv, render, run, uv
+from tests.conftest import make_venv, render, run, shell_blocks, uv
 
 pytestmark = pytest.mark.package
-
-FENCE = re.compile(r"```shell\n(.*?)```", re.DOTALL)
 
 
 def readme_blocks(package: Path, section: str) -> list[str]:
     """The shell blocks of one README section, in order."""
     readme = (package / "README.md").read_text()
     body = readme.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return FENCE.findall(body)
+    return shell_blocks(body)
 
 
 def run_block(block: str, cwd: Path) -> str:
@@ -63,10 +61,9 @@ def test_the_readme_offers_uv_poetry_and_pip(skeleton: Path) -> None:
 
 def test_uv_sync_then_uv_run_pytest(skeleton: Path, tmp_path: Path) -> None:
     package = fresh_copy(skeleton, tmp_path)
-    [uv_block] = readme_blocks(package, "Develop and test")[:1]
+    uv_block, _, _, checks = readme_blocks(package, "Develop and test")
     output = run_block(uv_block, package)
     assert re.search(r"\d+ passed", output), output[-2000:]
-    checks = readme_blocks(package, "Develop and test")[3]
     run_block("\n".join(f"uv run {line}" for line in checks.splitlines()), package)
 
 

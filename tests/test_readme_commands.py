@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, git
+from tests.conftest import REPO_ROOT, git, shell_blocks
 from tests.terminal import Terminal, answer_prompts
 from tests.test_releases import (  # noqa: F401 (template_history is a fixture)
     commit,
@@ -23,7 +23,6 @@ from tests.test_releases import (  # noqa: F401 (template_history is a fixture)
 
 pytestmark = pytest.mark.terminal
 
-FENCE = re.compile(r"```shell\n(.*?)```", re.DOTALL)
 INLINE = re.compile(r"`(copier [^`]+)`")
 CLONE = "protean-broker-template"  # the name the quick start clones into
 
@@ -31,7 +30,7 @@ CLONE = "protean-broker-template"  # the name the quick start clones into
 def copier_commands(readme: str) -> list[str]:
     """`copier` lines of the shell blocks and inline commands, comments removed."""
     commands = []
-    for block in FENCE.findall(readme):
+    for block in shell_blocks(readme):
         for line in block.replace("\\\n", " ").splitlines():
             if line.startswith("copier "):
                 commands.append(re.sub(r"\s+#.*$", "", line).strip())
