@@ -86,7 +86,9 @@ def hostile(provider: str, bootstrap: str, normal: int) -> None:
     raw.flush(10)
     ids: list[str] = []
     for start in range(0, normal, 1000):
-        ids += broker.publish_many(stream, [{"n": n} for n in range(start, start + 1000)])
+        ids += broker.publish_many(
+            stream, [{"n": n} for n in range(start, start + 1000)]
+        )
     got = set(drain(broker, stream, group, 120))
     delivered = len(set(ids) & got)
     # A crash: the consumers leave the group without the adapter's final commit.
@@ -95,8 +97,10 @@ def hostile(provider: str, bootstrap: str, normal: int) -> None:
     broker._consumers.clear()
     again = broker_for(provider, bootstrap, COMMIT_EVERY=every)
     redelivered = len(set(ids) & set(drain(again, stream, group, 30)))
-    print(f"hostile: {delivered}/{len(ids)} normal delivered; after a restart "
-          f"{redelivered} again (target <= COMMIT_EVERY={every})")
+    print(
+        f"hostile: {delivered}/{len(ids)} normal delivered; after a restart "
+        f"{redelivered} again (target <= COMMIT_EVERY={every})"
+    )
     again.close()
 
 
@@ -121,10 +125,12 @@ def joins(provider: str, production_bootstrap: str) -> None:
     while waiting and time.monotonic() - started < 60:
         waiting = [p for p in waiting if not broker.read(p[1], p[0], 1)]
     first = time.monotonic() - started
-    print(f"joins at production defaults: 20 ensured in {ensured:.2f}s (target <= 3), "
-          f"slowest read_blocking(100ms) {slowest:.2f}s (target <= 1), "
-          f"all read their first message after {first:.1f}s (target <= 20), "
-          f"{len(waiting)} never")
+    print(
+        f"joins at production defaults: 20 ensured in {ensured:.2f}s (target <= 3), "
+        f"slowest read_blocking(100ms) {slowest:.2f}s (target <= 1), "
+        f"all read their first message after {first:.1f}s (target <= 20), "
+        f"{len(waiting)} never"
+    )
     broker.close()
 
 
@@ -132,12 +138,18 @@ def unreachable(provider: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    broker = broker_for(provider, f"127.0.0.1:{port}", PUBLISH_TIMEOUT_MS=3000,
-                        OPERATION_TIMEOUT_MS=15000)
+    broker = broker_for(
+        provider,
+        f"127.0.0.1:{port}",
+        PUBLISH_TIMEOUT_MS=3000,
+        OPERATION_TIMEOUT_MS=15000,
+    )
     results = []
     for name, call in [
-        ("read_blocking(timeout_ms=1000)",
-         lambda: broker.read_blocking("s", "g", "c", timeout_ms=1000)),
+        (
+            "read_blocking(timeout_ms=1000)",
+            lambda: broker.read_blocking("s", "g", "c", timeout_ms=1000),
+        ),
         ("read() [READ_TIMEOUT_MS=2000]", lambda: broker.read("s", "g", 1)),
         ("publish [PUBLISH_TIMEOUT_MS=3000]", lambda: broker.publish("s", {"n": 1})),
     ]:
@@ -145,7 +157,7 @@ def unreachable(provider: str) -> None:
         try:
             call()
             outcome = "returned"
-        except Exception as exc:  # noqa: BLE001 - reported, not handled
+        except Exception as exc:
             outcome = f"raised {type(exc).__name__}"
         results.append(f"{name} {outcome} after {time.monotonic() - started:.2f}s")
     print("unreachable cluster (target: timeout + 1 s): " + "; ".join(results))
@@ -173,8 +185,10 @@ def idle(provider: str, bootstrap: str) -> None:
         reads += 1
         time.sleep(0.01)
     elapsed = time.monotonic() - started
-    print(f"idle read(): {reads / elapsed:.0f} reads/s, {calls / elapsed:.2f} "
-          f"adapter requests to the cluster per second (target <= 1)")
+    print(
+        f"idle read(): {reads / elapsed:.0f} reads/s, {calls / elapsed:.2f} "
+        f"adapter requests to the cluster per second (target <= 1)"
+    )
     broker._cluster._admin = admin
     broker.close()
 
@@ -183,14 +197,17 @@ def lagging(provider: str, bootstrap: str, backlog: int) -> None:
     broker = broker_for(provider, bootstrap)
     stream = tag("bench::backlog")
     for start in range(0, backlog, 5000):
-        broker.publish_many(stream, [{"n": n, "pad": "x" * 100}
-                                     for n in range(start, start + 5000)])
+        broker.publish_many(
+            stream, [{"n": n, "pad": "x" * 100} for n in range(start, start + 5000)]
+        )
+
     def rss() -> float:
         with open("/proc/self/status") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return 0.0
+
     before = rss()
     groups = [tag("lagging") for _ in range(6)]
     for group in groups:
@@ -200,8 +217,10 @@ def lagging(provider: str, bootstrap: str, backlog: int) -> None:
         broker.read(stream, group, 1)
     after = rss()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"6 lagging groups over {backlog} records: +{after - before:.0f} MiB RSS "
-          f"(target <= 150; peak {peak:.0f} MiB)")
+    print(
+        f"6 lagging groups over {backlog} records: +{after - before:.0f} MiB RSS "
+        f"(target <= 150; peak {peak:.0f} MiB)"
+    )
     broker.close()
 
 
