@@ -11,6 +11,7 @@ with the reason; the run turns those marks into strict expected failures.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,14 +40,22 @@ def redis_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def suite(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated package: its `tests/` run against Protean's providers, and
     its broker against Protean's tooling."""
-    return render(
+    renders = tmp_path_factory.mktemp("reference")
+    suite = render(
         template_src,
-        tmp_path_factory.mktemp("reference") / "pkg",
-        # The richest tier every supported release accepts; the suite's
-        # partition tests run all the same when the provider declares leases.
+        renders / "pkg",
+        # The richest tier every supported release accepts.
         capability_tier="ordered_messaging",
         extra_capabilities=["blocking_read", "dead_letter_queue"],
     )
+    # Partition tests are rendered only where leases are declared; they join
+    # the suite so Protean's Redis broker, which declares them, is held to them.
+    leases = render(
+        template_src, renders / "leases", capability_tier="enterprise_streaming"
+    )
+    partitioning = Path("tests/conformance/test_partitioning.py")
+    shutil.copyfile(leases / partitioning, suite / partitioning)
+    return suite
 
 
 @pytest.fixture(scope="module", params=RELEASES)

@@ -130,7 +130,8 @@ def test_the_release_workflow_builds_what_python_m_build_builds(
 def test_the_lowest_releases_admitted_pass_the_tests(
     template_src: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    """What the generated CI's lowest-direct job runs, on the oldest Python."""
+    """What the generated CI's lowest-direct job runs, on the oldest Python:
+    the tests, and mypy against the oldest Protean's type hints."""
     package = render(template_src, tmp_path / "pkg", backend=backend)
     env = {"UV_RESOLUTION": "lowest-direct", "UV_PYTHON": "3.11"}
     if backend == "kafka":
@@ -140,3 +141,4 @@ def test_the_lowest_releases_admitted_pass_the_tests(
     assert re.search(r"^protean\s+0\.15\.0$", resolved, re.MULTILINE), resolved
     output = run(uv(), "run", "--no-sync", "pytest", "-q", cwd=package, env=env)
     assert re.search(r"\d+ passed", output), output[-2000:]
+    run(uv(), "run", "--no-sync", "mypy", cwd=package, env=env)

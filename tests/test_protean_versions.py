@@ -1,4 +1,5 @@
-"""Protean matrix: the generated tests pass on every release the package allows."""
+"""Protean matrix: the generated tests pass, and the generated code type-checks,
+on every release the package allows."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.conftest import (
     make_venv,
     protean_requirement,
     render,
+    run,
     run_generated_tests,
     with_dev_tools,
 )
@@ -42,6 +44,8 @@ def test_the_skeleton_passes_on_each_allowed_protean_release(
     )
     _, skipped = run_generated_tests(bin_dir, package)
     assert all("does not declare" in line for line in skipped), skipped
+    # The generated code type-checks against each release's own hints.
+    run(bin_dir / "mypy", cwd=package)
 
 
 @pytest.mark.parametrize(

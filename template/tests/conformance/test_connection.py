@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
-from tests.conftest import ReadUntil
+from tests.conftest import ReadUntil, close_broker
 
 PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
 
@@ -20,7 +20,7 @@ def test_ensure_connection_succeeds_when_the_backend_is_up(broker: BaseBroker) -
 def test_ensure_connection_restores_a_closed_broker(
     broker: BaseBroker, stream: str
 ) -> None:
-    broker.close()
+    close_broker(broker)
     assert broker.ensure_connection() is True
     assert broker.ping() is True
     assert broker.publish(stream, {"n": 1})
@@ -30,7 +30,7 @@ def test_ensure_connection_restores_a_closed_broker(
 def test_publish_reconnects_by_itself_after_close(
     broker: BaseBroker, stream: str
 ) -> None:
-    broker.close()
+    close_broker(broker)
     assert broker.publish(stream, {"n": 1})
 
 
@@ -43,7 +43,7 @@ def test_reads_resume_after_reconnecting(
     assert delivered == first
     # Settle it: a message unacked at close may rightly be delivered again.
     broker.ack(stream, delivered, group)  # False, and not needed, without ACK_NACK
-    broker.close()
+    close_broker(broker)
     assert broker.ensure_connection() is True
     second = broker.publish(stream, {"n": 2})
     assert [i for i, _ in read_until(stream, group, 1)] == [second]

@@ -23,7 +23,7 @@ from tests.conformance.reasons import (
     PENDING_IS_THE_BACKLOG,
     REDIS_SPLITS_GROUP_KEYS,
 )
-from tests.conftest import broker_settings
+from tests.conftest import broker_settings, close_broker, subscribed_to
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
 
@@ -42,7 +42,7 @@ def busy(broker: BaseBroker, stream: str, patience: float) -> Iterator[Domain]:
     domain = Domain(
         name="tooling-test", config={"brokers": {"default": broker_settings()}}
     )
-    domain.register(OrderSubscriber, stream=stream)
+    domain.register(OrderSubscriber, **subscribed_to(stream))
     domain.init(traverse=False)
     with domain.domain_context():
         own = domain.brokers["default"]
@@ -53,7 +53,7 @@ def busy(broker: BaseBroker, stream: str, patience: float) -> Iterator[Domain]:
             assert time.monotonic() < deadline, "no message arrived"
             time.sleep(0.01)
     yield domain
-    domain.brokers["default"].close()
+    close_broker(domain.brokers["default"])
 
 
 def expected_pending(broker: BaseBroker) -> int:

@@ -10,7 +10,7 @@ from protean.domain import Domain
 from protean.exceptions import ValidationError
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
-from tests.conftest import broker_settings
+from tests.conftest import broker_settings, close_broker, subscribed_to
 
 PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
 
@@ -77,10 +77,10 @@ def test_a_registered_subscriber_receives_each_published_message(
             "message_processing": "sync",
         },
     )
-    domain.register(Recorder, stream=stream)
+    domain.register(Recorder, **subscribed_to(stream))
     domain.init(traverse=False)
     with domain.domain_context():
         domain.brokers["default"].publish(stream, {"order_id": 1})
         domain.brokers["default"].publish(stream, {"order_id": 2})
-    domain.brokers["default"].close()
+    close_broker(domain.brokers["default"])
     assert received == [{"order_id": 1}, {"order_id": 2}]

@@ -623,9 +623,8 @@ def _recorded_server() -> KafkaServer | None:
     server = KafkaServer(
         state["data_dir"], port=state["port"], controller_port=state["controller_port"]
     )
-    server.pid = state["pid"]
-    if not _is_broker(server.pid, server.properties_path):
-        server.pid = None
+    pid: int = state["pid"]
+    server.pid = pid if _is_broker(pid, server.properties_path) else None
     return server
 
 
