@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -92,6 +93,38 @@ def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
     allowed = ("STREAM_PARTITIONING", "(protean[server])")
     assert all(any(a in line for a in allowed) for line in skipped), skipped
     assert "test_restart.py" not in " ".join(skipped)
+    assert not kafka_nodes_under(scratch), "a Kafka node outlived the test session"
+
+
+def test_the_cluster_fault_tests_run_when_asked_and_pass_on_three_nodes(
+    kafka_package: Path, tmp_path: Path, stopwatch: Stopwatch
+) -> None:
+    """A plain `pytest` deselects the three-node module; `pytest -m cluster`
+    runs every test in it, in CI, where none may skip."""
+    module = Path("tests/kafka/test_cluster_faults.py")
+    count = len(re.findall(r"^def test_", (kafka_package / module).read_text(), re.M))
+    assert count >= 3
+    with stopwatch.step("install"):
+        bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(kafka_package))
+    plain = subprocess.run(
+        [bin_dir / "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", module],
+        cwd=kafka_package, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert plain.returncode == 5, plain.stdout  # pytest's "no tests collected"
+    assert f"no tests collected ({count} deselected)" in plain.stdout
+    scratch = tmp_path / "tmp"  # the cluster's nodes keep their files here
+    scratch.mkdir()
+    with stopwatch.step("cluster fault tests"):
+        output, skipped = run_generated_tests(
+            bin_dir,
+            kafka_package,
+            "-m",
+            "cluster",
+            env={"TMPDIR": str(scratch), "CI": "true"},
+        )
+    summary = output.strip().splitlines()[-1]
+    assert re.match(rf"{count} passed, \d+ deselected in ", summary), output[-4000:]
+    assert not skipped
     assert not kafka_nodes_under(scratch), "a Kafka node outlived the test session"
 
 
