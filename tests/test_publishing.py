@@ -81,6 +81,26 @@ def test_ci_tests_both_ends_of_the_declared_range(published: Path) -> None:
     assert "uv run --no-sync mypy" in runs
 
 
+def test_kafka_ci_runs_the_cluster_fault_tests_with_a_jdk(
+    template_src: Path, published: Path, tmp_path: Path
+) -> None:
+    """The tests that start Kafka nodes themselves get a JDK; the three-node
+    module, which a plain pytest deselects, has a job of its own."""
+    kafka = render(template_src, tmp_path / "kafka", backend="kafka")
+    jobs = workflow(kafka, "ci.yml")["jobs"]
+    assert set(jobs) == {"test", "cluster"}
+    for job in jobs.values():
+        assert any("setup-java" in step.get("uses", "") for step in job["steps"])
+    cluster = jobs["cluster"]
+    assert cluster["env"]["CI"] == "true"  # no JDK fails the job, never skips
+    assert "uv run --no-sync pytest -m cluster" in [
+        step.get("run", "") for step in cluster["steps"]
+    ]
+    skeleton = workflow(published, "ci.yml")["jobs"]
+    assert set(skeleton) == {"test"}
+    assert "setup-java" not in str(skeleton)
+
+
 def test_the_release_publishes_through_trusted_publishing(published: Path) -> None:
     release = workflow(published, "release.yml")
     # PyYAML reads the key `on` as True.
