@@ -224,11 +224,48 @@ def lagging(provider: str, bootstrap: str, backlog: int) -> None:
     broker.close()
 
 
+def process_figures() -> tuple[int, int, float]:
+    """Native threads (librdkafka's too), open descriptors and RSS in MiB."""
+    threads, rss = 0, 0.0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                threads = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    return threads, len(os.listdir("/proc/self/fd")), rss
+
+
+def subscriptions(provider: str, bootstrap: str, count: int) -> None:
+    """As Protean's engine subscribes: one group per subscriber, one stream each."""
+    broker = broker_for(provider, bootstrap)
+    pairs = [(tag("bench::sub"), tag("subscriber")) for _ in range(count)]
+    for stream, _ in pairs:
+        broker.publish(stream, {"n": 1})
+    threads, fds, rss = process_figures()
+    started = time.monotonic()
+    for stream, group in pairs:
+        broker._ensure_group(group, stream)
+    ensured = time.monotonic() - started
+    first = [len(broker.read_blocking(s, g, "c", 20000, 1)) for s, g in pairs]
+    took = time.monotonic() - started
+    more_threads, more_fds, more_rss = process_figures()
+    print(
+        f"{count} subscriptions: ensured in {ensured:.2f} s, "
+        f"{sum(first)}/{count} first messages by {took:.1f} s; per subscription "
+        f"{(more_threads - threads) / count:.1f} threads, "
+        f"{(more_fds - fds) / count:.1f} descriptors, "
+        f"{(more_rss - rss) / count:.2f} MiB RSS"
+    )
+    broker.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--provider", default="kafka")
     parser.add_argument("--normal", type=int, default=20_000)
     parser.add_argument("--backlog", type=int, default=300_000)
+    parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--skip", nargs="*", default=[])
     args = parser.parse_args()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
@@ -238,6 +275,8 @@ def main() -> None:
         unreachable(args.provider)
     if "idle" not in args.skip:
         idle(args.provider, bootstrap)
+    if "subscriptions" not in args.skip:
+        subscriptions(args.provider, bootstrap, args.subscriptions)
     if "lagging" not in args.skip:
         lagging(args.provider, bootstrap, args.backlog)
     if "joins" not in args.skip:
