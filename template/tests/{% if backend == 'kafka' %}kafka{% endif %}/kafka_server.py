@@ -10,6 +10,10 @@ From tests (``KafkaCluster(3)`` likewise gives three nodes)::
     with KafkaServer() as kafka:
         produce_to(kafka.bootstrap_servers)
 
+    # Clients must sign in with SASL/PLAIN as one of these users:
+    with KafkaServer(sasl_users={"alice": "alice-secret"}) as kafka:
+        produce_to(kafka.bootstrap_servers, kafka.client_config("alice"))
+
 From a shell, a long-lived broker for development::
 
     python -m tests.kafka.kafka_server fetch   # resolve the jars only
@@ -29,6 +33,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -96,6 +102,23 @@ log = logging.getLogger(__name__)
 #   num.network.threads                 3        2     fewer threads on a 2-core
 #   num.io.threads                      8        2       CI runner; nothing a test
 #   num.recovery.threads.per.data.dir   2        1       observes depends on them
+#
+# ``sasl_users`` (user name to password) makes the client listener SASL_PLAINTEXT
+# with the PLAIN mechanism, for tests of what clients see with right and wrong
+# credentials. The controller listener stays PLAINTEXT; brokers talk to each
+# other on the client listener as an extra user of the harness's own
+# (``HARNESS_USER``, a random password per node), which the readiness check
+# signs in as too. No authorizer runs: every signed-in user may do anything.
+#
+#   setting                                   with sasl_users
+#   listeners / advertised.listeners          SASL_PLAINTEXT://host:port
+#   inter.broker.listener.name                SASL_PLAINTEXT
+#   sasl.enabled.mechanisms                   PLAIN
+#   sasl.mechanism.inter.broker.protocol      PLAIN
+#   listener.name.sasl_plaintext.plain.sasl.jaas.config
+#                                             PlainLoginModule: the harness user
+#                                             as the broker's own login, and
+#                                             user_<name>="<password>" per user
 TEST_OVERRIDES: dict[str, str] = {
     "group.initial.rebalance.delay.ms": "0",
     "offsets.topic.num.partitions": "1",
@@ -105,6 +128,12 @@ TEST_OVERRIDES: dict[str, str] = {
     "num.io.threads": "2",
     "num.recovery.threads.per.data.dir": "1",
 }
+
+
+# The user brokers and the readiness check sign in as on a SASL node.
+HARNESS_USER = "kafka-harness"
+_SASL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_SASL_PASSWORD = re.compile(r'^[^"\\\s;]+$')
 
 
 class KafkaHarnessError(RuntimeError):
@@ -236,10 +265,13 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def listed_brokers(bootstrap_servers: str, timeout: float) -> set[int] | None:
+def listed_brokers(
+    bootstrap_servers: str, timeout: float, client: Mapping[str, str] | None = None
+) -> set[int] | None:
     """IDs of the brokers a real client sees in metadata: registered, unfenced.
 
-    None when confluent-kafka is not installed, so the CLI works without it.
+    ``client`` adds librdkafka settings (a SASL node's credentials). None when
+    confluent-kafka is not installed, so the CLI works without it.
     """
     try:
         from confluent_kafka import KafkaException
@@ -248,6 +280,7 @@ def listed_brokers(bootstrap_servers: str, timeout: float) -> set[int] | None:
         return None
     # librdkafka's own log lines go to logging (captured by pytest), not stderr.
     config: dict[str, Any] = {
+        **(client or {}),
         "bootstrap.servers": bootstrap_servers,
         "logger": log,
         "socket.timeout.ms": 2000,
@@ -280,7 +313,9 @@ class KafkaServer:
     Alone it formats a dynamic quorum of itself; ``KafkaCluster`` passes
     ``voters`` (node id to controller port) and a shared ``cluster_id``.
     ``production_defaults=True`` drops ``TEST_OVERRIDES``: Kafka's own defaults,
-    except the replication settings the cluster's size forces.
+    except the replication settings the cluster's size forces. ``sasl_users``
+    (name to password) makes clients sign in with SASL/PLAIN; `client_config`
+    gives the settings a client needs for one of them.
     """
 
     def __init__(
@@ -297,6 +332,7 @@ class KafkaServer:
         voters: Mapping[int, int] | None = None,
         cluster_id: str | None = None,
         production_defaults: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = (
@@ -317,6 +353,15 @@ class KafkaServer:
         self.stop_timeout = stop_timeout
         self.detach = detach
         self.production_defaults = production_defaults
+        self.sasl_users = dict(sasl_users or {})
+        if self.sasl_users:
+            self.sasl_users.setdefault(HARNESS_USER, secrets.token_urlsafe(16))
+        for user, password in self.sasl_users.items():
+            if not _SASL_NAME.match(user) or not _SASL_PASSWORD.match(password):
+                raise KafkaHarnessError(
+                    f"SASL user {user!r}: names take letters, digits, '.', '_' "
+                    "and '-'; passwords no quotes, backslashes, spaces or ';'"
+                )
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -324,6 +369,19 @@ class KafkaServer:
     def bootstrap_servers(self) -> str:
         """The address clients connect to: ``127.0.0.1:<port>``."""
         return f"{HOST}:{self.port}"
+
+    def client_config(self, user: str | None = None) -> dict[str, str]:
+        """librdkafka settings that sign ``user`` in (default: the harness's
+        own user); empty for a node without ``sasl_users``."""
+        if not self.sasl_users:
+            return {}
+        name = HARNESS_USER if user is None else user
+        return {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": name,
+            "sasl.password": self.sasl_users[name],
+        }
 
     @property
     def log_path(self) -> Path:
@@ -433,7 +491,9 @@ class KafkaServer:
                         f"{self.log_tail()}"
                     )
                 if api_versions_ok(HOST, self.port):
-                    seen = listed_brokers(self.bootstrap_servers, 2.0)
+                    seen = listed_brokers(
+                        self.bootstrap_servers, 2.0, self.client_config()
+                    )
                     if seen is None or self.node_id in seen:
                         return
                 time.sleep(0.2)
@@ -487,18 +547,21 @@ class KafkaServer:
         # (the first table at the top of this file).
         replicas = min(3, len(self.voters) or 1)
         min_isr = str(max(1, replicas - 1))
-        plaintext = f"PLAINTEXT://{HOST}:{self.port}"
+        # The client listener, which brokers also use among themselves.
+        clients = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+        client = f"{clients}://{HOST}:{self.port}"
         controller = f"CONTROLLER://{HOST}:{self.controller_port}"
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             **quorum,
-            "listeners": f"{plaintext},{controller}",
-            "advertised.listeners": f"{plaintext},{controller}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,"
+            "listeners": f"{client},{controller}",
+            "advertised.listeners": f"{client},{controller}",
+            "listener.security.protocol.map": f"{clients}:{clients},"
             "CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": clients,
+            **self._sasl_props(),
             "log.dirs": str(self.data_dir / "logs"),
             "offsets.topic.replication.factor": str(replicas),
             "transaction.state.log.replication.factor": str(replicas),
@@ -510,6 +573,22 @@ class KafkaServer:
             props.update(TEST_OVERRIDES)
         self.properties_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def _sasl_props(self) -> dict[str, str]:
+        """SASL/PLAIN on the client listener (the table at the top of this file)."""
+        if not self.sasl_users:
+            return {}
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users.items())
+        own = self.sasl_users[HARNESS_USER]
+        login = f'username="{HARNESS_USER}" password="{own}"'
+        return {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f"{login} {users};"
+            ),
+        }
 
 
 class KafkaCluster:
