@@ -193,37 +193,6 @@ def idle(provider: str, bootstrap: str) -> None:
     broker.close()
 
 
-def lagging(provider: str, bootstrap: str, backlog: int) -> None:
-    broker = broker_for(provider, bootstrap)
-    stream = tag("bench::backlog")
-    for start in range(0, backlog, 5000):
-        broker.publish_many(
-            stream, [{"n": n, "pad": "x" * 100} for n in range(start, start + 5000)]
-        )
-
-    def rss() -> float:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    before = rss()
-    groups = [tag("lagging") for _ in range(6)]
-    for group in groups:
-        broker.read_blocking(stream, group, "c", 10000, 1)
-    time.sleep(10)  # let librdkafka prefetch what it will
-    for group in groups:
-        broker.read(stream, group, 1)
-    after = rss()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"6 lagging groups over {backlog} records: +{after - before:.0f} MiB RSS "
-        f"(target <= 150; peak {peak:.0f} MiB)"
-    )
-    broker.close()
-
-
 def process_figures() -> tuple[int, int, float]:
     """Native threads (librdkafka's too), open descriptors and RSS in MiB."""
     threads, rss = 0, 0.0
@@ -234,6 +203,30 @@ def process_figures() -> tuple[int, int, float]:
             elif line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) / 1024
     return threads, len(os.listdir("/proc/self/fd")), rss
+
+
+def lagging(provider: str, bootstrap: str, backlog: int) -> None:
+    broker = broker_for(provider, bootstrap)
+    stream = tag("bench::backlog")
+    for start in range(0, backlog, 5000):
+        broker.publish_many(
+            stream, [{"n": n, "pad": "x" * 100} for n in range(start, start + 5000)]
+        )
+
+    *_, before = process_figures()
+    groups = [tag("lagging") for _ in range(6)]
+    for group in groups:
+        broker.read_blocking(stream, group, "c", 10000, 1)
+    time.sleep(10)  # let librdkafka prefetch what it will
+    for group in groups:
+        broker.read(stream, group, 1)
+    *_, after = process_figures()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"6 lagging groups over {backlog} records: +{after - before:.0f} MiB RSS "
+        f"(target <= 150; peak {peak:.0f} MiB)"
+    )
+    broker.close()
 
 
 def subscriptions(provider: str, bootstrap: str, count: int) -> None:
