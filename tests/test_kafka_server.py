@@ -27,7 +27,7 @@ from tests.kafka_server import (
 # Every file that names the Kafka version generated packages run.
 IMAGE_TAGS = (
     "template/{% if backend == 'kafka' %}docker-compose.yml{% endif %}.jinja",
-    "template/.github/workflows/ci.yml.jinja",
+    "template/_snippets/kafka/ci.yml.jinja",
 )
 
 
