@@ -199,3 +199,41 @@ def test_the_partitioning_tier_raises_the_protean_floor(
     )
     assert '"protean>=0.15.0,<0.19"' in (low / "pyproject.toml").read_text()
     assert '"protean>=0.17.1,<0.19"' in (high / "pyproject.toml").read_text()
+
+
+README_HEADINGS = [
+    "Install",
+    "Configure",
+    "What it guarantees",
+    "When things go wrong",
+    "Operations",
+    "Develop and test",
+    "Releasing",
+    "Updating",
+]
+LONGEST_PARAGRAPH = 8
+
+
+def prose_paragraphs(markdown: str) -> list[list[str]]:
+    """Runs of prose lines: code blocks and tables left out, each list item apart."""
+    paragraphs: list[list[str]] = [[]]
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            paragraphs.append([])
+        elif fenced or line.startswith(("|", "#")) or not line.strip():
+            paragraphs.append([])
+        elif re.match(r"(- |\d+\. )", line):
+            paragraphs.append([line])
+        else:
+            paragraphs[-1].append(line)
+    return [paragraph for paragraph in paragraphs if paragraph]
+
+
+def test_the_readme_is_organised_for_looking_things_up(rendered: Path) -> None:
+    readme = (rendered / "README.md").read_text()
+    headings = re.findall(r"^## (.+)$", readme, flags=re.MULTILINE)
+    assert [h for h in headings if h in README_HEADINGS] == README_HEADINGS
+    longest = max(prose_paragraphs(readme), key=len)
+    assert len(longest) <= LONGEST_PARAGRAPH, "\n".join(longest)
