@@ -105,17 +105,34 @@ def test_the_release_publishes_through_trusted_publishing(published: Path) -> No
     release = workflow(published, "release.yml")
     # PyYAML reads the key `on` as True.
     assert release[True]["push"]["tags"] == ["v*"]
+    assert release["permissions"] == {}
     build, publish = release["jobs"]["build"], release["jobs"]["publish"]
     build_runs = [step.get("run", "") for step in build["steps"]]
-    assert "uv build" in build_runs
-    assert "uvx twine check --strict dist/*" in build_runs
-    assert any("attest-build-provenance" in s.get("uses", "") for s in build["steps"])
+    assert "uv build --no-cache" in build_runs
+    assert "uvx --no-cache twine@7.0.0 check --strict dist/*" in build_runs
+    assert build["permissions"] == {"contents": "read"}
     assert publish["needs"] == "build"
-    assert publish["permissions"] == {"id-token": "write"}
-    [upload] = [s for s in publish["steps"] if "pypi-publish" in s.get("uses", "")]
-    assert "with" not in upload  # no password, no token: OIDC only
+    # Only the job that publishes may ask for an OpenID Connect token: PyPI's
+    # trusted publishing and the provenance signature both need it.
+    assert publish["permissions"] == {"id-token": "write", "attestations": "write"}
+    assert publish["environment"] == "pypi"
+    assert any("attest-build-provenance" in s.get("uses", "") for s in publish["steps"])
+    publish_runs = [step.get("run", "") for step in publish["steps"]]
+    assert "uv publish --trusted-publishing always dist/*" in publish_runs
     text = (published / ".github" / "workflows" / "release.yml").read_text()
-    assert "secrets." not in text
+    assert "secrets." not in text  # no password, no token: OIDC only
+    assert "pypi-publish" not in text
+
+
+def test_the_release_restores_no_cache(published: Path) -> None:
+    """Nothing a cache could carry in from another run reaches what is published."""
+    release = workflow(published, "release.yml")
+    for job in release["jobs"].values():
+        for step in job["steps"]:
+            uses = step.get("uses", "")
+            assert "actions/cache" not in uses
+            if "setup-uv" in uses:
+                assert step["with"]["enable-cache"] is False, step
 
 
 def test_dependabot_keeps_actions_and_hooks_current(published: Path) -> None:
