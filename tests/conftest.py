@@ -64,20 +64,17 @@ def snapshot_template(destination: Path, tag: str = "v0.0.0") -> Path:
             )
         elif source.exists():
             shutil.copy2(source, destination / name)
-    git(destination, "init", "-q", "-b", "main")
-    git(destination, "add", "-A")
-    git(
-        destination,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@example.com",
-        "commit",
-        "-qm",
-        "template",
-    )
+    commit_as_new_repository(destination, "template")
     git(destination, "tag", tag)
     return destination
+
+
+def commit_as_new_repository(folder: Path, message: str) -> None:
+    """Make `folder` a git repository whose one commit holds all its files."""
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", "-A")
+    author = ("-c", "user.name=t", "-c", "user.email=t@example.com")
+    git(folder, *author, "commit", "-qm", message)
 
 
 @pytest.fixture(scope="session")

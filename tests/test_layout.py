@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BACKENDS, REPO_ROOT, TEMPLATE_FILES, git, render, run, uv
+from tests.conftest import (
+    BACKENDS,
+    REPO_ROOT,
+    TEMPLATE_FILES,
+    commit_as_new_repository,
+    git,
+    make_venv,
+    render,
+    run,
+)
+from tests.test_oldest_copier import MINIMUM
 from tests.test_render import MATRIX
 
 BEFORE_MOVE = "ddf135a15e3cfaf6a4d0be3795b7af30ca0ee9ce"
@@ -46,18 +56,7 @@ def template_at(commit: str, destination: Path) -> Path:
         capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x"], input=archive, cwd=destination, check=True)
-    git(destination, "init", "-q", "-b", "main")
-    git(destination, "add", "-A")
-    git(
-        destination,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@e.x",
-        "commit",
-        "-qm",
-        commit,
-    )
+    commit_as_new_repository(destination, commit)
     return destination
 
 
@@ -119,26 +118,12 @@ def test_the_move_changed_no_generated_file_but_the_readme(
 def test_the_oldest_copier_renders_the_moved_layout_the_same(
     moved: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    minimum = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())[
-        "_min_copier_version"
-    ]
-    venv = tmp_path / "venv"
-    run(uv(), "venv", "-q", venv, cwd=tmp_path)
-    run(
-        uv(),
-        "pip",
-        "install",
-        "-q",
-        "--python",
-        venv,
-        f"copier=={minimum}",
-        cwd=tmp_path,
-    )
+    copier = make_venv(tmp_path / "venv", f"copier=={MINIMUM}") / "copier"
     _, after = moved
     for backend, tier in MATRIX:
         name = f"{backend}-{tier}"
         run(
-            venv / "bin" / "copier", "copy", "--defaults", "--vcs-ref", "HEAD",
+            copier, "copy", "--defaults", "--vcs-ref", "HEAD",
             "--data", "broker_name=acme", "--data", f"backend={backend}",
             "--data", f"capability_tier={tier}", after, tmp_path / "oldest" / name,
             cwd=tmp_path,
