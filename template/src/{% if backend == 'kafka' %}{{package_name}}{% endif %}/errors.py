@@ -13,3 +13,9 @@ class RecordTooLarge(KafkaBrokerError):
 class CredentialsRefused(KafkaBrokerError):
     """Kafka refused the adapter's credentials (a wrong SASL password, say);
     retrying cannot help until the settings or the cluster change."""
+
+
+class PublishTimedOut(KafkaBrokerError):
+    """A publish was not confirmed within ``PUBLISH_TIMEOUT_MS``, which
+    librdkafka spent reconnecting and retrying; publishing again would double
+    the caller's wait and, had the first write landed, write the message twice."""
