@@ -13,3 +13,8 @@ class RecordTooLarge(KafkaBrokerError):
 class CredentialsRefused(KafkaBrokerError):
     """Kafka refused the adapter's credentials (a wrong SASL password, say);
     retrying cannot help until the settings or the cluster change."""
+
+
+class ClusterUnreachable(KafkaBrokerError):
+    """No Kafka broker answered, and none has since: an operation that can
+    wait for a later call gave up at once rather than wait out its timeout."""
