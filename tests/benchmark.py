@@ -1,12 +1,19 @@
 """Benchmark the Kafka adapter against raw confluent-kafka and Protean's Redis broker.
 
     .venv/bin/python -m tests.benchmark [--messages 10000 100000] [--repeat 3]
+    .venv/bin/python -m tests.benchmark --production [--backlog 20000] [--steady 2000]
 
 Renders the Kafka variant, installs it non-editable with Protean and the Redis
 client in a fresh virtual environment, starts Kafka (the harness, or the broker
 named by KAFKA_BOOTSTRAP_SERVERS) and a throw-away `redis-server`, then runs each
 scenario `--repeat` times per size, each run in a process of its own, and prints
 medians side by side. Not part of the test run: numbers, not pass or fail.
+
+`--production` measures instead what users run: an aggregate's events through
+Protean's outbox, `OutboxProcessor`, the broker, a `StreamSubscription` and an
+event handler, for both brokers with the same Protean settings (the `--outbox-*`
+and `--subscription-*` options): events/s for a stored backlog, and
+publish-to-handler latency while events are raised at a steady rate.
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ LABELS = {
     "engine": "adapter through Protean's Engine, end to end (2,000 msgs)",
     "engine_redis": "Redis broker through Protean's Engine (2,000 msgs)",
 }
+PRODUCTION = ["outbox_kafka", "outbox_redis", "latency_kafka", "latency_redis"]
+PRODUCTION_LABELS = {
+    "outbox_kafka": "Kafka adapter",
+    "outbox_redis": "Protean Redis broker",
+}
 # (numerator, denominator, target)
 RATIOS = [
     ("kafka_publish", "raw_publish", 0.9),
@@ -86,7 +98,12 @@ def prepare(workdir: Path) -> Path:
 
 
 def run_scenario(
-    python: Path, scenario: str, messages: int, bootstrap: str, redis_url: str
+    python: Path,
+    scenario: str,
+    messages: int,
+    bootstrap: str,
+    redis_url: str,
+    *options: str,
 ) -> dict[str, float]:
     result = subprocess.run(
         [
@@ -99,6 +116,7 @@ def run_scenario(
             bootstrap,
             "--redis-url",
             redis_url,
+            *options,
         ],
         capture_output=True,
         text=True,
@@ -117,7 +135,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", nargs="+", choices=ORDER, default=ORDER)
+    parser.add_argument("--production", action="store_true")
+    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--steady", type=int, default=2_000, help="events raised")
+    parser.add_argument("--rate", type=float, default=200.0, help="events/s raised")
+    # Protean's settings on that path; the defaults are the README's recommendation.
+    parser.add_argument("--outbox-batch", type=int, default=500)
+    parser.add_argument("--outbox-tick-interval", type=float, default=0.0)
+    parser.add_argument("--subscription-batch", type=int, default=100)
+    parser.add_argument("--subscription-timeout-ms", type=int, default=100)
     args = parser.parse_args()
+    if args.production:
+        production(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="protean-bench-") as tmp:
         workdir = Path(tmp)
@@ -143,6 +173,58 @@ def main() -> None:
                             )
                         )
     report(results, args)
+
+
+def production(args: argparse.Namespace) -> None:
+    options = [
+        *("--outbox-batch", str(args.outbox_batch)),
+        *("--outbox-tick-interval", str(args.outbox_tick_interval)),
+        *("--subscription-batch", str(args.subscription_batch)),
+        *("--blocking-timeout-ms", str(args.subscription_timeout_ms)),
+        *("--rate", str(args.rate)),
+    ]
+    sizes = {"outbox": args.backlog, "latency": args.steady}
+    runs: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="protean-bench-") as tmp:
+        workdir = Path(tmp)
+        print("installing the rendered Kafka package ...", file=sys.stderr)
+        python = prepare(workdir)
+        with kafka(workdir) as bootstrap, redis_server(workdir) as redis_url:
+            for repetition in range(args.repeat):
+                for scenario in PRODUCTION:
+                    size = sizes[scenario.split("_")[0]]
+                    print(f"{scenario} x{size} #{repetition + 1}", file=sys.stderr)
+                    runs.setdefault(scenario, []).append(
+                        run_scenario(
+                            python, scenario, size, bootstrap, redis_url, *options
+                        )
+                    )
+
+    def median(scenario: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[scenario])
+
+    print(
+        f"\nmedian of {args.repeat} runs; outbox messages_per_tick="
+        f"{args.outbox_batch}, tick_interval={args.outbox_tick_interval}; "
+        f"server messages_per_tick={args.subscription_batch}, "
+        f"blocking_timeout_ms={args.subscription_timeout_ms}\n"
+    )
+    print(
+        f"| broker | {args.backlog:,}-event backlog, events/s "
+        f"| p50 ms at {args.rate:.0f}/s | p99 ms at {args.rate:.0f}/s |"
+    )
+    print("| --- | --- | --- | --- |")
+    for backend in ("kafka", "redis"):
+        print(
+            f"| {PRODUCTION_LABELS[f'outbox_{backend}']} "
+            f"| {median(f'outbox_{backend}', 'rate'):,.0f} "
+            f"| {median(f'latency_{backend}', 'p50_ms'):,.1f} "
+            f"| {median(f'latency_{backend}', 'p99_ms'):,.1f} |"
+        )
+    events = median("outbox_kafka", "rate") / median("outbox_redis", "rate")
+    p99 = median("latency_kafka", "p99_ms") / median("latency_redis", "p99_ms")
+    print(f"\nevents/s Kafka / Redis: {events:.2f}x (target >= 1.0x)")
+    print(f"p99 Kafka / Redis: {p99:.2f}x (target <= 2.0x)")
 
 
 def report(

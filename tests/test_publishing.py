@@ -88,8 +88,8 @@ def test_kafka_ci_runs_the_cluster_fault_tests_with_a_jdk(
     module, which a plain pytest deselects, has a job of its own."""
     kafka = render(template_src, tmp_path / "kafka", backend="kafka")
     jobs = workflow(kafka, "ci.yml")["jobs"]
-    assert set(jobs) == {"test", "cluster"}
-    for job in jobs.values():
+    assert set(jobs) == {"test", "cluster", "protean-tests"}
+    for job in (jobs["test"], jobs["cluster"]):
         assert any("setup-java" in step.get("uses", "") for step in job["steps"])
     cluster = jobs["cluster"]
     assert cluster["env"]["CI"] == "true"  # no JDK fails the job, never skips
@@ -97,8 +97,29 @@ def test_kafka_ci_runs_the_cluster_fault_tests_with_a_jdk(
         step.get("run", "") for step in cluster["steps"]
     ]
     skeleton = workflow(published, "ci.yml")["jobs"]
-    assert set(skeleton) == {"test"}
+    assert set(skeleton) == {"test", "protean-tests"}
     assert "setup-java" not in str(skeleton)
+
+
+@pytest.mark.parametrize("backend", ["skeleton", "kafka"])
+def test_ci_runs_proteans_own_broker_tests_in_one_small_job(
+    template_src: Path, tmp_path: Path, backend: str
+) -> None:
+    """One install, the newest Python; Kafka's on the same service container
+    as the test job, so it needs no JDK."""
+    package = render(template_src, tmp_path / "pkg", backend=backend)
+    jobs = workflow(package, "ci.yml")["jobs"]
+    job = jobs["protean-tests"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert runs.count("uv sync") == 1
+    assert "uv run --no-sync python -m tests.protean_suite" in runs
+    assert "strategy" not in job
+    assert "setup-java" not in str(job)
+    if backend == "kafka":
+        assert job["services"] == jobs["test"]["services"]
+        assert job["env"]["KAFKA_BOOTSTRAP_SERVERS"] == "localhost:9092"
+    else:
+        assert "services" not in job
 
 
 def test_the_release_publishes_through_trusted_publishing(published: Path) -> None:

@@ -110,6 +110,10 @@ class GroupConsumer:
         # Set when Protean's engine owns retries and dead-lettering for the group.
         self.owned = False
         self.created_at = time.time()
+        self.client_id = str(config.get("client.id", ""))
+        # Protean counts a group's consumers once they read, as Redis does: a
+        # member that only joined (`_ensure_group`) is not one yet.
+        self.has_read = False
         self._settings = settings
         self._dead_letter = dead_letter
         self._produced_end = produced_end
@@ -133,6 +137,10 @@ class GroupConsumer:
         self._uncommitted = 0
         self._last_commit = time.monotonic()
 
+    def retune(self, settings: KafkaSettings) -> None:
+        """Use ``settings`` from now on (retry limits, backoff, timeouts)."""
+        self._settings = settings
+
     # -- group membership -------------------------------------------------
 
     def start(self) -> None:
@@ -150,6 +158,11 @@ class GroupConsumer:
         )
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._closed:
+            # A join that completes while the consumer leaves (one the engine
+            # ensured but never read): nothing will be read, and asking for
+            # commit metadata now would hold close() for OPERATION_TIMEOUT_MS.
+            return
         self._reachability.answered()
         metadata = self._commit_metadata(partitions)
         with self._lock:
@@ -240,6 +253,7 @@ class GroupConsumer:
         already fetched is handed out, and nothing of a careful partition: its
         handouts must be committed before they leave, which needs the poll.
         """
+        self.has_read = True
         deadline = time.monotonic() + wait
         if not self._polling.acquire(timeout=wait):
             # The reader polling now commits when done, and hands out the rest.

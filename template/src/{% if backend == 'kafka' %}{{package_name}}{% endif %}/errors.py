@@ -18,3 +18,9 @@ class CredentialsRefused(KafkaBrokerError):
 class ClusterUnreachable(KafkaBrokerError):
     """No Kafka broker answered, and none has since: an operation that can
     wait for a later call gave up at once rather than wait out its timeout."""
+
+
+class PublishTimedOut(KafkaBrokerError):
+    """A publish was not confirmed within ``PUBLISH_TIMEOUT_MS``, which
+    librdkafka spent reconnecting and retrying; publishing again would double
+    the caller's wait and, had the first write landed, write the message twice."""

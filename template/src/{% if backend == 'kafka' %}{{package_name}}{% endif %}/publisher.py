@@ -10,7 +10,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .credentials import Credentials
-from .errors import CredentialsRefused, KafkaBrokerError, RecordTooLarge
+from .errors import (
+    CredentialsRefused,
+    KafkaBrokerError,
+    PublishTimedOut,
+    RecordTooLarge,
+)
 from .reachability import Reachability
 from .records import OutgoingRecord
 
@@ -19,6 +24,8 @@ logger = logging.getLogger(__name__)
 # librdkafka fails a record itself after message.timeout.ms; waiting a little
 # longer lets its own, more precise error arrive first.
 _GRACE = 1.0
+# Delivery errors that mean librdkafka gave up after message.timeout.ms.
+_TIMEOUTS = (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
 # The longest one wait lasts before the caller's confirmation is checked again.
 _POLL_SLICE = 0.05
 
@@ -151,12 +158,20 @@ class Publisher:
             )
         if missing and self._all_down:
             self._unreachable = True
+        timed_out = missing or any(e.code() in _TIMEOUTS for e in errors)
         if failures or missing:
-            raise (RecordTooLarge if too_large else KafkaBrokerError)(
+            kind = RecordTooLarge if too_large else KafkaBrokerError
+            raise (PublishTimedOut if timed_out and not too_large else kind)(
                 f"Kafka did not confirm {len(failures) + missing} of {len(records)} "
                 f"record(s) to topic {topic!r} within {self._timeout:g}s"
                 + (f": {failures[0]}" if failures else ": timed out")
             )
+
+    def known_unreachable(self) -> bool:
+        """Whether a send timed out with every broker down and the last
+        question whether one answers again, less than ``probe_timeout`` ago,
+        went unanswered: asking again so soon would only wait once more."""
+        return self._unreachable and time.monotonic() < self._probe_after
 
     def _probe(self, producer: Producer, topic: str) -> None:
         """Return if a broker answers for ``topic``, raise if none does."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
@@ -47,3 +49,32 @@ def test_reads_resume_after_reconnecting(
     assert broker.ensure_connection() is True
     second = broker.publish(stream, {"n": 2})
     assert [i for i, _ in read_until(stream, group, 1)] == [second]
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+def test_a_read_failing_once_on_a_connection_is_retried_by_protean(
+    broker: BaseBroker,
+    stream: str,
+    group: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Protean's wrappers ask `_is_connection_error`, call `_ensure_connection`
+    and repeat the call once: a broker whose hook refuses everything loses
+    that for every read."""
+    identifier = broker.publish(stream, {"n": 1})
+    real_read = broker._read
+    failures = [ConnectionError("Connection reset by peer")]
+
+    def read_failing_once(*args: Any) -> list[tuple[str, dict[str, Any]]]:
+        if failures:
+            raise failures.pop()
+        return real_read(*args)
+
+    monkeypatch.setattr(broker, "_read", read_failing_once)
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for _ in range(50):  # the group's first read may come back empty
+        messages = broker.read(stream, group, 1)
+        if messages:
+            break
+    assert not failures
+    assert [i for i, _ in messages] == [identifier]

@@ -149,3 +149,17 @@ def test_info_pending_counts_what_the_group_has_not_finished(
     # Two undelivered, and the delivered one until it is acked; without
     # ACK_NACK a message is done once delivered.
     assert pending == (3 if broker.has_capability(BrokerCapabilities.ACK_NACK) else 2)
+
+
+RETRY_NAMES = ("max_retries", "retry_delay", "message_timeout", "enable_dlq")
+
+
+@pytest.mark.requires(BrokerCapabilities.ACK_NACK)
+def test_retry_settings_sit_where_protean_reads_them(broker: BaseBroker) -> None:
+    """Protean's own brokers keep them as `broker._max_retries` and so on, and
+    its tests compare those with `configuration`; a change shows there too."""
+    configuration = details(broker)["configuration"]
+    for name in RETRY_NAMES:
+        assert configuration[name] == getattr(broker, f"_{name}"), name
+    broker._max_retries = 7  # type: ignore[attr-defined]
+    assert details(broker)["configuration"]["max_retries"] == 7
