@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .credentials import Credentials
 from .errors import (
+    ClusterUnreachable,
     CredentialsRefused,
     KafkaBrokerError,
     PublishTimedOut,
@@ -184,7 +185,7 @@ class Publisher:
                 self._unreachable = False
                 self._reachability.answered()
                 return
-        raise KafkaBrokerError(
+        raise ClusterUnreachable(
             f"Kafka is unreachable: a send timed out with every broker down and "
             f"none has answered since; nothing was sent to topic {topic!r}"
         )
