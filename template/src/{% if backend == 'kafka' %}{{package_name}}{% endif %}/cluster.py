@@ -7,7 +7,9 @@ consumer that subscribes right after sees its partitions.
 
 Calls that wait on a request serve the admin client's callbacks meanwhile, so
 one that Kafka cannot answer because it refuses the credentials fails at once
-with `CredentialsRefused` rather than after its timeout.
+with `CredentialsRefused` rather than after its timeout. Topic creation for a
+caller that can leave it to a later call (``while_reachable``) gives up at once
+with `ClusterUnreachable` while no broker answers.
 """
 
 import logging
@@ -34,7 +36,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from .config import KafkaSettings
 from .credentials import Credentials
-from .errors import KafkaBrokerError
+from .errors import ClusterUnreachable, KafkaBrokerError
+from .reachability import Reachability
 
 _LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -69,24 +72,32 @@ class Cluster:
         config: dict[str, Any],
         settings: KafkaSettings,
         credentials: Credentials,
+        reachability: Reachability,
     ) -> None:
         self._credentials = credentials
+        self._reachability = reachability
         watched: dict[str, Any] = {**config, "error_cb": self._on_error}
         self._admin = AdminClient(watched)
         self._settings = settings
         self._timeout = settings.operation_timeout
         self._ready: set[str] = set()
+        reachability.probe_with(self.probe)
 
     def _on_error(self, error: KafkaError) -> None:
-        # librdkafka logs these itself and retries; only refusals matter here.
-        if not self._credentials.report(error):
+        # librdkafka logs these itself and retries; refusals and outages are
+        # told once by their watches.
+        reported = self._credentials.report(error) or self._reachability.report(error)
+        if not reported:
             logger.debug("Kafka admin client: %s", error)
 
-    def _answer(self, future: Future[Any], timeout: float) -> Any:
+    def _answer(
+        self, future: Future[Any], timeout: float, while_reachable: bool = False
+    ) -> Any:
         """The request's result, waiting at most ``timeout`` (+ grace) while
         serving the admin client's callbacks (nothing else polls it: its log
         lines and errors are forwarded here). Raises `CredentialsRefused` as
-        soon as Kafka is known to refuse the credentials, ``FutureTimeout``
+        soon as Kafka is known to refuse the credentials, `ClusterUnreachable`
+        (``while_reachable``) as soon as no broker answers, ``FutureTimeout``
         when no answer came in time."""
         deadline = time.monotonic() + timeout + _GRACE
         # Also when it is answered after this call gave up.
@@ -98,6 +109,10 @@ class Cluster:
             refused = self._credentials.refusal()
             if refused is not None:
                 raise refused
+            if while_reachable and self._reachability.down:
+                raise ClusterUnreachable(
+                    f"no Kafka broker answers {self._settings.bootstrap_servers}"
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 refused = self._credentials.last_refusal()
@@ -109,6 +124,16 @@ class Cluster:
     def _on_answer(self, future: Future[Any]) -> None:
         if not future.cancelled() and future.exception() is None:
             self._credentials.accepted()
+            self._reachability.answered()
+
+    def probe(self) -> Future[Any]:
+        """Ask for the cluster's description, without waiting for it; an
+        answer tells the watches that Kafka answers."""
+        future: Future[Any] = self._admin.describe_cluster(
+            request_timeout=self._settings.ping_timeout
+        )
+        future.add_done_callback(self._on_answer)
+        return future
 
     def _metadata(self, topic: str | None, timeout: float) -> Any:
         """``list_topics``, which blocks: asked only while the credentials are
@@ -122,28 +147,43 @@ class Cluster:
         return self._admin.list_topics(topic=topic, timeout=timeout)
 
     def _result(
-        self, future: Future[Any], what: str, timeout: float | None = None
+        self,
+        future: Future[Any],
+        what: str,
+        timeout: float | None = None,
+        while_reachable: bool = False,
     ) -> Any:
         timeout = self._timeout if timeout is None else timeout
         try:
-            return self._answer(future, timeout)
+            return self._answer(future, timeout, while_reachable)
         except FutureTimeout:
             raise KafkaBrokerError(
                 f"Kafka did not answer {what} within {timeout:g}s (timed out)"
             ) from None
 
     def ensure_topic(
-        self, topic: str, compacted: bool = False, timeout: float | None = None
+        self,
+        topic: str,
+        compacted: bool = False,
+        timeout: float | None = None,
+        while_reachable: bool = False,
     ) -> None:
         """Create ``topic`` unless it is known to exist (idempotent, cached).
 
         ``timeout`` (default ``OPERATION_TIMEOUT_MS``) bounds the whole call, so
-        a caller's own timeout holds against an unreachable cluster. Creating
+        a caller's own timeout holds against an unreachable cluster; with
+        ``while_reachable`` it raises `ClusterUnreachable` as soon as no broker
+        answers, for callers that leave the topic to a later call. Creating
         twice at once is harmless (the loser sees "already exists"), so no lock
         makes one topic's creation wait for another's.
         """
         if topic in self._ready or not self._settings.create_topics:
             return
+        self._admin.poll(0)  # learn of an outage the clients already reported
+        if while_reachable and self._reachability.down:
+            raise ClusterUnreachable(
+                f"no Kafka broker answers {self._settings.bootstrap_servers}"
+            )
         timeout = self._timeout if timeout is None else min(timeout, self._timeout)
         deadline = time.monotonic() + timeout
         config = dict(self._settings.topic_config)
@@ -159,7 +199,9 @@ class Cluster:
             [new_topic], operation_timeout=timeout, request_timeout=timeout
         )
         try:
-            self._result(futures[topic], f"creating topic {topic!r}", timeout)
+            self._result(
+                futures[topic], f"creating topic {topic!r}", timeout, while_reachable
+            )
         except KafkaException as exc:
             if _code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaBrokerError(

@@ -54,6 +54,7 @@ from confluent_kafka import (
 from .config import KafkaSettings
 from .credentials import Credentials
 from .offsets import CLEAN_HANDOVER, PartitionOffsets
+from .reachability import Reachability
 from .records import HEADER_ONLY_GROUP, IncomingRecord, read_record
 from .retries import RetrySchedule, backoff
 
@@ -96,6 +97,7 @@ class GroupConsumer:
         produced_end: ProducedEnd,
         auto_ack: bool,
         credentials: Credentials,
+        reachability: Reachability,
     ) -> None:
         self.consumer = Consumer(
             {**config, "on_commit": self._on_commit, "error_cb": self._on_error}
@@ -117,6 +119,8 @@ class GroupConsumer:
         self._produced_end = produced_end
         # Refused sign-ins are told once there, and end a read's wait at once.
         self._credentials = credentials
+        # Failed connections are told once per outage there, not per attempt.
+        self._reachability = reachability
         # Lower capability tiers never ack: a message is finished on delivery.
         self._auto_ack = auto_ack
         self._lock = threading.RLock()
@@ -159,6 +163,7 @@ class GroupConsumer:
             # ensured but never read): nothing will be read, and asking for
             # commit metadata now would hold close() for OPERATION_TIMEOUT_MS.
             return
+        self._reachability.answered()
         metadata = self._commit_metadata(partitions)
         with self._lock:
             for tp in partitions:
@@ -190,7 +195,7 @@ class GroupConsumer:
         self._send_commit(offsets, sync=True)
 
     def _on_error(self, error: KafkaError) -> None:
-        if self._credentials.report(error):
+        if self._credentials.report(error) or self._reachability.report(error):
             return
         if error.fatal():
             self.broken = True
@@ -331,6 +336,8 @@ class GroupConsumer:
         return True
 
     def _accept_all(self, messages: list[Message]) -> None:
+        if messages:  # fetched, or a partition's end reported: Kafka answers
+            self._reachability.answered()
         with self._lock:
             for message in messages:
                 self._accept(message)

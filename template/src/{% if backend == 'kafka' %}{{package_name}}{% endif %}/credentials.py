@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from .errors import CredentialsRefused
+from .reachability import CONNECTION_FACILITY, Reachability
 
 logger = logging.getLogger(__name__)
 
@@ -182,15 +183,24 @@ def is_refusal_log(args: tuple[object, ...]) -> bool:
 
 
 class LibrdkafkaLog:
-    """Where clients send librdkafka's log: ``target``, except that refused
-    sign-ins, which the clients' `Credentials` watch reports once, go there at
-    DEBUG rather than as an ERROR line per attempt. confluent-kafka calls only
-    ``log(level, format, *args)``."""
+    """Where clients send librdkafka's log: ``target``, except that what the
+    clients' watches report once goes there at DEBUG rather than as a line per
+    attempt: refused sign-ins (`Credentials`), failed or lost connections, and
+    while no broker answers (``reachability``), everything about the outage.
+    confluent-kafka calls only ``log(level, format, *args)``, with the
+    facility first among the arguments."""
 
-    def __init__(self, target: logging.Logger) -> None:
+    def __init__(
+        self, target: logging.Logger, reachability: Reachability | None = None
+    ) -> None:
         self.target = target
+        self._reachability = reachability
 
     def log(self, level: int, msg: str, *args: object) -> None:
-        if level > logging.DEBUG and is_refusal_log(args):
+        if level > logging.DEBUG and (
+            is_refusal_log(args)
+            or (args and args[0] == CONNECTION_FACILITY)
+            or (self._reachability is not None and self._reachability.down)
+        ):
             level = logging.DEBUG
         self.target.log(level, msg, *args)

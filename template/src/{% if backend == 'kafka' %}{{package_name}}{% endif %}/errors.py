@@ -15,6 +15,11 @@ class CredentialsRefused(KafkaBrokerError):
     retrying cannot help until the settings or the cluster change."""
 
 
+class ClusterUnreachable(KafkaBrokerError):
+    """No Kafka broker answered, and none has since: an operation that can
+    wait for a later call gave up at once rather than wait out its timeout."""
+
+
 class PublishTimedOut(KafkaBrokerError):
     """A publish was not confirmed within ``PUBLISH_TIMEOUT_MS``, which
     librdkafka spent reconnecting and retrying; publishing again would double

@@ -11,11 +11,13 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .credentials import Credentials
 from .errors import (
+    ClusterUnreachable,
     CredentialsRefused,
     KafkaBrokerError,
     PublishTimedOut,
     RecordTooLarge,
 )
+from .reachability import Reachability
 from .records import OutgoingRecord
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Publisher:
         timeout: float,
         credentials: Credentials,
         probe_timeout: float,
+        reachability: Reachability,
     ) -> None:
         self._config = {
             "linger.ms": 0,  # a confirmed send waits anyway; do not add latency
@@ -64,6 +67,8 @@ class Publisher:
         }
         self._timeout = timeout
         self._credentials = credentials
+        # Failed connections are told once per outage there, not per attempt.
+        self._reachability = reachability
         self._probe_timeout = probe_timeout
         # librdkafka reported every broker down since the last confirmed record.
         self._all_down = False
@@ -80,7 +85,7 @@ class Publisher:
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._all_down = True
-        if self._credentials.report(error):
+        if self._credentials.report(error) or self._reachability.report(error):
             return
         if error.fatal():
             self._fatal = error
@@ -122,6 +127,7 @@ class Publisher:
             partition, offset = message.partition(), message.offset()
             if error is None and partition is not None and offset is not None:
                 self._credentials.accepted()
+                self._reachability.answered()
                 self._all_down = self._unreachable = False
                 key = (topic, partition)
                 self._ends[key] = max(self._ends.get(key, 0), offset + 1)
@@ -177,8 +183,9 @@ class Publisher:
                 self._probe_after = time.monotonic() + self._probe_timeout
             else:
                 self._unreachable = False
+                self._reachability.answered()
                 return
-        raise KafkaBrokerError(
+        raise ClusterUnreachable(
             f"Kafka is unreachable: a send timed out with every broker down and "
             f"none has answered since; nothing was sent to topic {topic!r}"
         )
