@@ -26,7 +26,7 @@ from tests.conftest import (
     render,
     run,
 )
-from tests.test_oldest_copier import MINIMUM
+from tests.test_oldest_copier import MINIMUM, files
 from tests.test_render import MATRIX
 
 BEFORE_MOVE = "ddf135a15e3cfaf6a4d0be3795b7af30ca0ee9ce"
@@ -61,11 +61,11 @@ def template_at(commit: str, destination: Path) -> Path:
 
 
 def tree(package: Path) -> dict[str, bytes]:
-    """Every rendered file but the README (rewritten on purpose) and the answers."""
+    """Every rendered file but the answers and the README (rewritten on purpose)."""
     return {
-        str(path.relative_to(package)): path.read_bytes()
-        for path in sorted(package.rglob("*"))
-        if path.is_file() and path.name not in {"README.md", ".copier-answers.yml"}
+        name: content
+        for name, content in files(package).items()
+        if Path(name).name != "README.md"
     }
 
 
