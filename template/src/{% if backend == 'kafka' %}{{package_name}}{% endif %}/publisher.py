@@ -46,7 +46,9 @@ class Publisher:
     wait out the timeout too, and Protean's outbox publishes one message after
     another on the engine's event loop. So until a broker answers again, a send
     first asks for its topic's metadata, within ``probe_timeout``; after a
-    question nobody answered, sends raise at once for that long again.
+    question nobody answered, sends raise at once for that long again, and once
+    ``reachability`` confirmed the outage they raise at once until it ends,
+    leaving the question to that watch, which asks in the background.
     """
 
     def __init__(
@@ -176,7 +178,9 @@ class Publisher:
 
     def _probe(self, producer: Producer, topic: str) -> None:
         """Return if a broker answers for ``topic``, raise if none does."""
-        if time.monotonic() >= self._probe_after:
+        # Asked without waiting, one question at a time; an answer ends `down`.
+        self._reachability.check()
+        if not self._reachability.down and time.monotonic() >= self._probe_after:
             try:
                 producer.list_topics(topic=topic, timeout=self._probe_timeout)
             except KafkaException:
