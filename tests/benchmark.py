@@ -10,10 +10,11 @@ scenario `--repeat` times per size, each run in a process of its own, and prints
 medians side by side. Not part of the test run: numbers, not pass or fail.
 
 `--production` measures instead what users run: an aggregate's events through
-Protean's outbox, `OutboxProcessor`, the broker, a `StreamSubscription` and an
-event handler, for both brokers with the same Protean settings (the `--outbox-*`
-and `--subscription-*` options): events/s for a stored backlog, and
-publish-to-handler latency while events are raised at a steady rate.
+Protean's outbox (in SQLite), `OutboxProcessor`, the broker, a
+`StreamSubscription` and an event handler, for both brokers with the same
+Protean settings (Protean's defaults, which the README recommends, and larger
+outbox batches without a pause; or `--settings`): events/s for a stored
+backlog, and store-to-handler latency while events are raised at a steady rate.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def prepare(workdir: Path) -> Path:
         quiet=True,
         vcs_ref="HEAD",
     )
-    bin_dir = make_venv(workdir / "venv", str(package), "protean[redis]==0.18.0")
+    bin_dir = make_venv(workdir / "venv", str(package), "protean[redis,sqlite]==0.18.0")
     return bin_dir / "python"
 
 
@@ -139,11 +140,13 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--steady", type=int, default=2_000, help="events raised")
     parser.add_argument("--rate", type=float, default=200.0, help="events/s raised")
-    # Protean's settings on that path; the defaults are the README's recommendation.
-    parser.add_argument("--outbox-batch", type=int, default=500)
-    parser.add_argument("--outbox-tick-interval", type=float, default=0.0)
-    parser.add_argument("--subscription-batch", type=int, default=100)
-    parser.add_argument("--subscription-timeout-ms", type=int, default=100)
+    parser.add_argument(
+        "--settings",
+        nargs=4,
+        type=float,
+        metavar=("OUTBOX_BATCH", "OUTBOX_TICK", "READ_BATCH", "READ_WAIT_MS"),
+        help="one set of Protean settings instead of the two in PROFILES",
+    )
     args = parser.parse_args()
     if args.production:
         production(args)
@@ -175,56 +178,99 @@ def main() -> None:
     report(results, args)
 
 
+# Protean's settings on its production path: [outbox] messages_per_tick and
+# tick_interval, [server] messages_per_tick and
+# [server.stream_subscription] blocking_timeout_ms.
+PROFILES = {
+    "Protean 0.18's defaults (recommended)": (50, 0.01, 100, 100),
+    "larger outbox batches, no pause": (500, 0.0, 100, 100),
+}
+
+
 def production(args: argparse.Namespace) -> None:
-    options = [
-        *("--outbox-batch", str(args.outbox_batch)),
-        *("--outbox-tick-interval", str(args.outbox_tick_interval)),
-        *("--subscription-batch", str(args.subscription_batch)),
-        *("--blocking-timeout-ms", str(args.subscription_timeout_ms)),
-        *("--rate", str(args.rate)),
-    ]
+    profiles = dict(PROFILES)
+    if args.settings:
+        profiles = {"given": tuple(args.settings)}
     sizes = {"outbox": args.backlog, "latency": args.steady}
-    runs: dict[str, list[dict[str, float]]] = {}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="protean-bench-") as tmp:
         workdir = Path(tmp)
         print("installing the rendered Kafka package ...", file=sys.stderr)
         python = prepare(workdir)
         with kafka(workdir) as bootstrap, redis_server(workdir) as redis_url:
             for repetition in range(args.repeat):
-                for scenario in PRODUCTION:
-                    size = sizes[scenario.split("_")[0]]
-                    print(f"{scenario} x{size} #{repetition + 1}", file=sys.stderr)
-                    runs.setdefault(scenario, []).append(
-                        run_scenario(
-                            python, scenario, size, bootstrap, redis_url, *options
+                for name, (batch, interval, reads, wait) in profiles.items():
+                    options = [
+                        *("--outbox-batch", f"{batch:g}"),
+                        *("--outbox-tick-interval", f"{interval:g}"),
+                        *("--subscription-batch", f"{reads:g}"),
+                        *("--blocking-timeout-ms", f"{wait:g}"),
+                        *("--rate", str(args.rate)),
+                    ]
+                    for scenario in PRODUCTION:
+                        size = sizes[scenario.split("_")[0]]
+                        print(
+                            f"{name}: {scenario} x{size} #{repetition + 1}",
+                            file=sys.stderr,
                         )
-                    )
+                        database = workdir / f"{scenario}-{repetition}.sqlite"
+                        measured = run_scenario(
+                            python,
+                            scenario,
+                            size,
+                            bootstrap,
+                            redis_url,
+                            *options,
+                            *("--database", str(database)),
+                        )
+                        print(f"  {json.dumps(measured)}", file=sys.stderr)
+                        runs.setdefault((name, scenario), []).append(measured)
+                        database.unlink()
 
-    def median(scenario: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs[scenario])
+    def cells(name: str, scenario: str, key: str) -> str:
+        values = [run[key] for run in runs[(name, scenario)]]
+        digits = 1 if key == "rate" else 0
+        spread = f" ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+        return f"{statistics.median(values):,.{digits}f}" + spread * (len(values) > 1)
+
+    def ratio(name: str, key: str, scenario: str) -> str:
+        each = [
+            kafka[key] / redis[key]
+            for kafka, redis in zip(
+                runs[(name, f"{scenario}_kafka")],
+                runs[(name, f"{scenario}_redis")],
+                strict=True,
+            )
+        ]
+        return f"{statistics.median(each):.2f}x ({min(each):.2f}-{max(each):.2f})"
 
     print(
-        f"\nmedian of {args.repeat} runs; outbox messages_per_tick="
-        f"{args.outbox_batch}, tick_interval={args.outbox_tick_interval}; "
-        f"server messages_per_tick={args.subscription_batch}, "
-        f"blocking_timeout_ms={args.subscription_timeout_ms}\n"
+        f"\nmedian (min-max) of {args.repeat} runs; settings are [outbox] "
+        "messages_per_tick / tick_interval, [server] messages_per_tick / "
+        "blocking_timeout_ms\n"
     )
     print(
-        f"| broker | {args.backlog:,}-event backlog, events/s "
+        f"| settings | broker | {args.backlog:,}-event backlog, events/s "
         f"| p50 ms at {args.rate:.0f}/s | p99 ms at {args.rate:.0f}/s |"
     )
-    print("| --- | --- | --- | --- |")
-    for backend in ("kafka", "redis"):
+    print("| --- | --- | --- | --- | --- |")
+    for name, values in profiles.items():
+        label = f"{name}: {' / '.join(f'{v:g}' for v in values)}"
+        for backend in ("kafka", "redis"):
+            print(
+                f"| {label} | {PRODUCTION_LABELS[f'outbox_{backend}']} "
+                f"| {cells(name, f'outbox_{backend}', 'rate')} "
+                f"| {cells(name, f'latency_{backend}', 'p50_ms')} "
+                f"| {cells(name, f'latency_{backend}', 'p99_ms')} |"
+            )
+    print()
+    for name in profiles:
+        # Ratios of runs made one after the other, so load hits both alike.
         print(
-            f"| {PRODUCTION_LABELS[f'outbox_{backend}']} "
-            f"| {median(f'outbox_{backend}', 'rate'):,.0f} "
-            f"| {median(f'latency_{backend}', 'p50_ms'):,.1f} "
-            f"| {median(f'latency_{backend}', 'p99_ms'):,.1f} |"
+            f"{name}: events/s Kafka / Redis {ratio(name, 'rate', 'outbox')} "
+            f"(target >= 1.0x); p99 Kafka / Redis "
+            f"{ratio(name, 'p99_ms', 'latency')} (target <= 2.0x)"
         )
-    events = median("outbox_kafka", "rate") / median("outbox_redis", "rate")
-    p99 = median("latency_kafka", "p99_ms") / median("latency_redis", "p99_ms")
-    print(f"\nevents/s Kafka / Redis: {events:.2f}x (target >= 1.0x)")
-    print(f"p99 Kafka / Redis: {p99:.2f}x (target <= 2.0x)")
 
 
 def report(

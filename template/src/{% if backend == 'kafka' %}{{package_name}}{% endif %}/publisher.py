@@ -42,11 +42,13 @@ class Publisher:
     raises `CredentialsRefused` as soon as ``credentials`` knows, without
     waiting out the timeout.
 
-    After a send timed out with every broker down, further sends would each
+    After a send timed out because no broker answers, further sends would each
     wait out the timeout too, and Protean's outbox publishes one message after
     another on the engine's event loop. So until a broker answers again, a send
     first asks for its topic's metadata, within ``probe_timeout``; after a
-    question nobody answered, sends raise at once for that long again.
+    question nobody answered, sends raise at once for that long again, and once
+    ``reachability`` confirmed the outage they raise at once until it ends,
+    leaving the question to that watch, which asks in the background.
     """
 
     def __init__(
@@ -70,9 +72,9 @@ class Publisher:
         # Failed connections are told once per outage there, not per attempt.
         self._reachability = reachability
         self._probe_timeout = probe_timeout
-        # librdkafka reported every broker down since the last confirmed record.
-        self._all_down = False
-        # A send timed out meanwhile: the cluster counts as unreachable.
+        # A send timed out since the last confirmed record: the next one asks
+        # first whether a broker answers. librdkafka does not always report
+        # every broker down by then (a killed node's connection can look open).
         self._unreachable = False
         self._probe_after = -math.inf
         self._lock = threading.Lock()
@@ -83,8 +85,6 @@ class Publisher:
         self._producer = Producer(self._config)
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._ALL_BROKERS_DOWN:
-            self._all_down = True
         if self._credentials.report(error) or self._reachability.report(error):
             return
         if error.fatal():
@@ -128,7 +128,7 @@ class Publisher:
             if error is None and partition is not None and offset is not None:
                 self._credentials.accepted()
                 self._reachability.answered()
-                self._all_down = self._unreachable = False
+                self._unreachable = False
                 key = (topic, partition)
                 self._ends[key] = max(self._ends.get(key, 0), offset + 1)
             outcomes.append(error)
@@ -157,9 +157,9 @@ class Publisher:
                 f"Kafka did not confirm {missing} of {len(records)} record(s) to "
                 f"topic {topic!r}: {refused}"
             )
-        if missing and self._all_down:
-            self._unreachable = True
         timed_out = missing or any(e.code() in _TIMEOUTS for e in errors)
+        if timed_out:
+            self._unreachable = True
         if failures or missing:
             kind = RecordTooLarge if too_large else KafkaBrokerError
             raise (PublishTimedOut if timed_out and not too_large else kind)(
@@ -169,25 +169,30 @@ class Publisher:
             )
 
     def known_unreachable(self) -> bool:
-        """Whether a send timed out with every broker down and the last
-        question whether one answers again, less than ``probe_timeout`` ago,
-        went unanswered: asking again so soon would only wait once more."""
+        """Whether a send timed out and the last question whether a broker
+        answers again, less than ``probe_timeout`` ago, went unanswered: asking
+        again so soon would only wait once more."""
         return self._unreachable and time.monotonic() < self._probe_after
 
     def _probe(self, producer: Producer, topic: str) -> None:
         """Return if a broker answers for ``topic``, raise if none does."""
-        if time.monotonic() >= self._probe_after:
+        # Asked without waiting, one question at a time; an answer ends `down`.
+        self._reachability.check()
+        if not self._reachability.down and time.monotonic() >= self._probe_after:
             try:
                 producer.list_topics(topic=topic, timeout=self._probe_timeout)
             except KafkaException:
                 self._probe_after = time.monotonic() + self._probe_timeout
+                # The watch confirms it, says so once, and notices the end.
+                self._reachability.suspect()
+                self._reachability.check()
             else:
                 self._unreachable = False
                 self._reachability.answered()
                 return
         raise ClusterUnreachable(
-            f"Kafka is unreachable: a send timed out with every broker down and "
-            f"none has answered since; nothing was sent to topic {topic!r}"
+            f"Kafka is unreachable: a send timed out and no broker has answered "
+            f"since; nothing was sent to topic {topic!r}"
         )
 
     def _produce(

@@ -8,9 +8,10 @@ its errors to one `Reachability` watch: connection failures go to DEBUG, and
 an outage is logged once at WARNING with what to check, and its end once more
 at WARNING, so that a log read at that level shows both ends of it.
 
-A client's "all brokers down" only makes the next `check` ask the cluster (a
-client polled rarely, such as an idle producer, reports it long after the
-fact); the outage begins when that question goes unanswered for
+A client's "all brokers down" (or a send that timed out and a question no
+broker answered) only makes the next `check` ask the cluster (a client polled
+rarely, such as an idle producer, reports it long after the fact); the outage
+begins when that question goes unanswered for
 ``PING_TIMEOUT_MS``.
 
 While no broker answers, `check` asks the cluster again without waiting (one
@@ -55,7 +56,8 @@ class Reachability:
         self._back.set()
         self._probe: Probe | None = None
         self._probing = False
-        # A client reported every broker down; the probe confirms it.
+        # A client found every broker down, or none answering; the probe
+        # confirms it.
         self._suspect = False
 
     def probe_with(self, probe: Probe) -> None:
@@ -80,6 +82,11 @@ class Reachability:
             # Asked by the next `check`: this runs inside a client's poll.
             self._suspect = True
         return True
+
+    def suspect(self) -> None:
+        """A client found no broker answering: the next `check` asks the cluster."""
+        with self._lock:
+            self._suspect = True
 
     def _unanswered(self) -> None:
         """The probe went unanswered after a client found every broker down."""
