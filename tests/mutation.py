@@ -35,7 +35,10 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 def measure(tier: str, workdir: Path) -> str:
     template = snapshot_template(workdir / "template")
     package = render(
-        template, workdir / "protean-acme-broker", backend="skeleton", capability_tier=tier
+        template,
+        workdir / "protean-acme-broker",
+        backend="skeleton",
+        capability_tier=tier,
     )
     [source] = package.glob("src/*/broker.py")
     with (package / "pyproject.toml").open("a") as pyproject:

@@ -10,7 +10,7 @@ is planted only at the tiers that declare what it breaks.
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -29,7 +29,8 @@ ACKS = TIERS[2:]  # ACK_NACK and DELIVERY_GUARANTEES and up
 
 @dataclass(frozen=True)
 class Bug:
-    """Text replaced in the generated `broker.py`, and the tests that catch it."""
+    """Text replaced in the generated `broker.py`, and the conformance tests
+    that catch it (one each: a suite with a failing test fails)."""
 
     name: str
     patch: tuple[tuple[str, str], ...]
@@ -41,7 +42,7 @@ BUGS = (
     Bug(
         "writes never committed: each instance sees only its own",
         (("return _STORES.setdefault(name, _Store())", "return _Store()"),),
-        ("test_durability.py",),
+        ("test_durability.py::test_another_instance_reads_what_one_published",),
         ACKS,
     ),
     Bug(
@@ -52,7 +53,9 @@ BUGS = (
                 ">= self.settings.message_timeout * 10**9",
             ),
         ),
-        ("test_ack_nack.py", "test_durability.py"),
+        (
+            "test_ack_nack.py::test_an_unacked_delivery_comes_back_after_message_timeout",
+        ),
         ACKS,
     ),
     Bug(
@@ -64,7 +67,7 @@ BUGS = (
                 " and identifier not in group.retry_at):",
             ),
         ),
-        ("test_ack_nack.py",),
+        ("test_ack_nack.py::test_a_second_nack_of_one_delivery_is_false",),
         ACKS,
     ),
     Bug(
@@ -72,11 +75,11 @@ BUGS = (
         (
             (
                 "return self._server.groups.setdefault((stream, group_name), _Group())",
-                "return self._server.groups.setdefault((stream, group_name), "
-                "_Group(cursor=self._server.streams.get(stream, _Stream()).next_offset))",
+                "return self._server.groups.setdefault((stream, group_name), _Group("
+                "cursor=self._server.streams.get(stream, _Stream()).next_offset))",
             ),
         ),
-        ("test_retrieval.py", "test_consumer_groups.py"),
+        ("test_retrieval.py::test_read_returns_the_published_identifier_and_payload",),
         GROUPS,
     ),
     Bug(
@@ -87,7 +90,7 @@ BUGS = (
                 "record = log.records.get(group.cursor + 1)",
             ),
         ),
-        ("test_retrieval.py",),
+        ("test_retrieval.py::test_read_returns_the_published_identifier_and_payload",),
         GROUPS,
     ),
     Bug(
@@ -105,13 +108,15 @@ BUGS = (
                 "            # A nacked",
             ),
         ),
-        ("test_ack_nack.py",),
+        (
+            "test_ack_nack.py::test_ack_of_an_unknown_identifier_or_foreign_group_is_false",
+        ),
         ACKS,
     ),
     Bug(
         "pending leaves out unacked messages",
         (('entry["pending"] += lag + group.unacked', 'entry["pending"] += lag'),),
-        ("test_health.py", "test_protean_tooling.py"),
+        ("test_health.py::test_info_pending_counts_what_the_group_has_not_finished",),
         ACKS,
     ),
     Bug(
@@ -122,7 +127,7 @@ BUGS = (
                 "pass",
             ),
         ),
-        ("test_ack_nack.py", "test_consumer_groups.py"),
+        ("test_ack_nack.py::test_ack_of_a_delivered_message_is_true_once",),
         ACKS,
     ),
     Bug(
@@ -133,12 +138,15 @@ BUGS = (
                 "created_at: float = field(default_factory=time.monotonic)",
             ),
             (
-                "group.consumers.add(consumer)\n        group.last_active = time.time()",
+                "group.consumers.add(consumer)\n"
+                "        group.last_active = time.time()",
                 "group.consumers.add(consumer)\n"
                 "        group.last_active = time.monotonic()",
             ),
         ),
-        ("test_health.py", "test_consumer_groups.py"),
+        (
+            "test_health.py::test_info_describes_each_group_as_protean_subscriptions_reads_it",
+        ),
         GROUPS,
     ),
     Bug(
@@ -149,13 +157,14 @@ BUGS = (
                 'if ":dlq" in name.lower()]',
             ),
         ),
-        ("test_health.py",),
+        (
+            "test_health.py::test_only_streams_named_exactly_stream_dlq_count_as_dead_letters",
+        ),
         TIERS,
     ),
 )
 
-PARALLEL = 2
-"""Suites run side by side: CI has two cores."""
+RUNNER = Path(__file__).with_name("planted_runner.py")
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +172,7 @@ def shared_bin(
     template_src: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """One environment for every copy: each runs with its own `src` first on
-    `PYTHONPATH`, so the installed package only provides the entry point."""
+    `sys.path`, so the installed package only provides the entry point."""
     root = tmp_path_factory.mktemp("planted")
     package = render(
         template_src,
@@ -186,40 +195,36 @@ def plant(package: Path, bug: Bug, destination: Path) -> Path:
 
 
 def suites(
-    bin_dir: Path, runs: list[tuple[Path, tuple[str, ...]]]
-) -> list[subprocess.CompletedProcess[str]]:
-    """Run the conformance tests named for each copy, `PARALLEL` at a time."""
-    results: list[subprocess.CompletedProcess[str]] = []
-    for start in range(0, len(runs), PARALLEL):
-        started = [
-            (
-                subprocess.Popen(
-                    [
-                        str(bin_dir / "python"),
-                        "-m",
-                        "pytest",
-                        "-x",
-                        "-q",
-                        "-p",
-                        "no:cacheprovider",
-                        *(f"tests/conformance/{name}" for name in tests),
-                    ],
-                    cwd=copy,
-                    env={**os.environ, "PYTHONPATH": str(copy / "src")},
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                ),
-                copy,
-            )
-            for copy, tests in runs[start : start + PARALLEL]
-        ]
-        for process, copy in started:
-            output, _ = process.communicate(timeout=600)
-            results.append(
-                subprocess.CompletedProcess([str(copy)], process.returncode, output)
-            )
-    return results
+    bin_dir: Path, workdir: Path, runs: list[tuple[Path, tuple[str, ...]]]
+) -> list[tuple[int, str]]:
+    """Each copy's exit code and output for the conformance tests named."""
+    jobs = [
+        {
+            "package": str(copy),
+            "args": [
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                *(f"tests/conformance/{name}" for name in tests),
+            ],
+            "log": str(workdir / f"run-{n}.log"),
+        }
+        for n, (copy, tests) in enumerate(runs)
+    ]
+    (workdir / "jobs.json").write_text(json.dumps(jobs))
+    result = subprocess.run(
+        [bin_dir / "python", RUNNER, workdir / "jobs.json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    codes = json.loads(result.stdout)
+    return [
+        (code, Path(job["log"]).read_text())
+        for code, job in zip(codes, jobs, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -235,12 +240,12 @@ def test_each_planted_bug_fails_the_suite_of_its_tier(
         (plant(package, bug, tmp_path / f"bug-{n}"), bug.tests)
         for n, bug in enumerate(bugs)
     ]
-    control, *planted = suites(shared_bin, runs)
-    assert control.returncode == 0, control.stdout[-3000:]
+    (code, output), *planted = suites(shared_bin, tmp_path, runs)
+    assert code == 0, output[-3000:]
     missed = [
         bug.name
-        for bug, result in zip(bugs, planted, strict=True)
+        for bug, (code, output) in zip(bugs, planted, strict=True)
         # 1: tests ran and failed; anything else is a harness problem.
-        if result.returncode != 1 or " failed" not in result.stdout
+        if code != 1 or " failed" not in output
     ]
     assert not missed, f"the {tier} suite passes with: {missed}"
