@@ -75,7 +75,6 @@ def test_acks_in_any_order_settle_each_message_once(
     assert read_until(stream, group, 1, timeout=quiet) == []
 
 
-
 @pytest.mark.beyond_protean(
     "redis",
     reason="RedisBroker's nack answers True again for a message it already "
@@ -88,7 +87,6 @@ def test_a_second_nack_of_one_delivery_is_false(
     second failed attempt (and dead-letter the message early)."""
     assert broker.nack(stream, delivered, group) is True
     assert broker.nack(stream, delivered, group) is False
-
 
 
 @pytest.mark.beyond_protean(
