@@ -2,8 +2,8 @@
 `inline` or `redis` broker (`PROTEAN_REFERENCE_PROVIDER`, and for redis
 `PROTEAN_REFERENCE_REDIS_URI`).
 
-It swaps the generated `tests.conftest.broker_settings` for the reference
-provider's table before any test module imports it, and turns each
+It swaps the generated `tests.conftest.default_settings` (which the
+`broker_settings` fixture returns) for the reference provider's table before any test module imports it, and turns each
 `beyond_protean` / `protean_defect` marker that names the provider (and, with
 `before="0.18"`, the installed Protean release) into a strict expected failure:
 such a test must fail there, and every other test must pass.
@@ -45,7 +45,7 @@ def reference_settings() -> dict[str, Any]:
 
 def pytest_plugin_registered(plugin: object) -> None:
     if getattr(plugin, "__name__", None) == "tests.conftest":
-        plugin.broker_settings = reference_settings  # type: ignore[attr-defined]
+        plugin.default_settings = reference_settings  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
-from tests.conftest import ReadUntil
+from tests.conftest import BrokerFactory, ReadUntil
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.ACK_NACK)
 
@@ -73,3 +73,33 @@ def test_acks_in_any_order_settle_each_message_once(
     for identifier in reversed(identifiers):
         assert broker.ack(stream, identifier, group) is True
     assert read_until(stream, group, 1, timeout=quiet) == []
+
+
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker's nack answers True again for a message it already "
+    "released, which would count a second failed attempt",
+)
+def test_a_second_nack_of_one_delivery_is_false(
+    broker: BaseBroker, stream: str, group: str, delivered: str
+) -> None:
+    """Once nacked the delivery is released: a second nack must not count a
+    second failed attempt (and dead-letter the message early)."""
+    assert broker.nack(stream, delivered, group) is True
+    assert broker.nack(stream, delivered, group) is False
+
+
+@pytest.mark.beyond_protean(
+    "inline",
+    reason="InlineBroker does not hand a delivery out again once "
+    "message_timeout has passed",
+)
+def test_an_unacked_delivery_comes_back_after_message_timeout(
+    another_broker: BrokerFactory, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """Its consumer is presumed dead; the same delivery can then be acked."""
+    impatient = another_broker(message_timeout=0.5)
+    impatient.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1, via=impatient)
+    assert [i for i, _ in read_until(stream, group, 1, via=impatient)] == [identifier]
+    assert impatient.ack(stream, identifier, group) is True

@@ -12,11 +12,11 @@ pytestmark = pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
 
 
 def test_every_group_receives_every_message(
-    broker: BaseBroker, stream: str, read_until: ReadUntil
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
     published = {broker.publish(stream, {"n": n}) for n in range(3)}
-    for group in ("billing", "shipping"):
-        assert {identifier for identifier, _ in read_until(stream, group, 3)} == (
+    for each in (f"{group}-billing", f"{group}-shipping"):
+        assert {identifier for identifier, _ in read_until(stream, each, 3)} == (
             published
         )
 

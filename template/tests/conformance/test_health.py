@@ -7,6 +7,7 @@ key shows as a zero on a dashboard rather than as an error.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from tests.conformance.reasons import (
     REDIS_NEVER_DEAD_LETTERS,
     REDIS_SPLITS_GROUP_KEYS,
 )
-from tests.conftest import ReadUntil, broker_settings
+from tests.conformance.test_dead_letter_queue import max_retries
+from tests.conftest import ReadUntil
 
 PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
 COUNTS = ("total_messages", "in_flight", "failed", "dlq")
@@ -79,6 +81,22 @@ def test_published_messages_are_counted_and_their_stream_named(
     assert stream in streams["names"]
 
 
+@PUBLISH
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker counts only streams that have a consumer group or a "
+    "subscriber; Protean's metrics show this count as the messages a broker holds",
+)
+def test_only_streams_named_exactly_stream_dlq_count_as_dead_letters(
+    broker: BaseBroker, stream: str
+) -> None:
+    """Protean writes dead letters to `<stream>:dlq`; other names are streams."""
+    before = counts(broker)
+    for name in (f"{stream}:DLQ", f"{stream}:dlq-audit", f"{stream}:dlq:2"):
+        broker.publish(name, {"n": 1})
+    assert moved(before, counts(broker)) == {"total_messages": 3}
+
+
 @pytest.mark.requires(BrokerCapabilities.ACK_NACK)
 @pytest.mark.beyond_protean(
     "redis",
@@ -110,7 +128,7 @@ def test_dead_lettered_messages_are_counted(
 ) -> None:
     before = counts(broker)
     broker.publish(stream, {"n": 1})
-    for _ in range(int(broker_settings()["max_retries"]) + 1):
+    for _ in range(max_retries(broker) + 1):
         [(identifier, _)] = read_until(stream, group, 1)
         assert broker.nack(stream, identifier, group) is True
     after = moved(before, counts(broker))
@@ -134,7 +152,8 @@ def test_info_describes_each_group_as_protean_subscriptions_reads_it(
     entry = broker.info()["consumer_groups"][group]
     assert isinstance(entry["consumers"], list)
     assert entry["consumer_count"] == len(entry["consumers"]) >= 1
-    assert isinstance(entry["created_at"], int | float)
+    # Wall-clock seconds: a monotonic reading means nothing in another process.
+    assert abs(entry["created_at"] - time.time()) < 600
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
@@ -163,3 +182,30 @@ def test_retry_settings_sit_where_protean_reads_them(broker: BaseBroker) -> None
         assert configuration[name] == getattr(broker, f"_{name}"), name
     broker._max_retries = 7  # type: ignore[attr-defined]
     assert details(broker)["configuration"]["max_retries"] == 7
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@pytest.mark.beyond_protean(
+    "inline",
+    "redis",
+    reason="Protean calls `trim` from 0.18, when a subscription sets "
+    "`retention_maxlen`; InlineBroker keeps the default, which trims nothing, "
+    "and earlier releases have no `trim`",
+)
+def test_trim_keeps_what_a_group_still_needs(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """Without `trim` a durable stream grows forever; with a careless one a
+    group loses messages it has not finished."""
+    published = [broker.publish(stream, {"n": n}) for n in range(5)]
+    delivered = [identifier for identifier, _ in read_until(stream, group, 3)]
+    acking = broker.has_capability(BrokerCapabilities.ACK_NACK)
+    for identifier in delivered[:2]:
+        broker.ack(stream, identifier, group)  # False, and not needed, without ACK_NACK
+    before = counts(broker)
+    # The two acked (or, without ACK_NACK, the three read) are all it may remove.
+    done = 2 if acking else 3
+    assert broker.trim(stream, 1) == done  # type: ignore[attr-defined,unused-ignore]
+    assert moved(before, counts(broker)) == {"total_messages": -done}
+    rest = [identifier for identifier, _ in read_until(stream, group, 2)]
+    assert rest == published[3:]

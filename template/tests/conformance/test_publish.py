@@ -10,7 +10,7 @@ from protean.domain import Domain
 from protean.exceptions import ValidationError
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
-from tests.conftest import broker_settings, close_broker, subscribed_to
+from tests.conftest import close_broker, subscribed_to
 
 PUBLISH = pytest.mark.requires(BrokerCapabilities.PUBLISH)
 
@@ -62,7 +62,7 @@ def test_publish_leaves_the_callers_dict_untouched(
 
 @pytest.mark.requires(BrokerCapabilities.SUBSCRIBE)
 def test_a_registered_subscriber_receives_each_published_message(
-    broker: BaseBroker, stream: str
+    broker: BaseBroker, stream: str, broker_settings: dict[str, Any]
 ) -> None:
     received: list[dict[str, Any]] = []
 
@@ -73,7 +73,7 @@ def test_a_registered_subscriber_receives_each_published_message(
     domain = Domain(
         name="subscriber-test",
         config={
-            "brokers": {"default": broker_settings()},
+            "brokers": {"default": broker_settings},
             "message_processing": "sync",
         },
     )
