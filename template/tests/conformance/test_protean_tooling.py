@@ -21,10 +21,7 @@ from protean.domain import Domain
 from protean.port.broker import BaseBroker, BrokerCapabilities
 from protean.utils import fqn
 
-from tests.conformance.reasons import (
-    PENDING_IS_THE_BACKLOG,
-    REDIS_SPLITS_GROUP_KEYS,
-)
+from tests.conformance.reasons import PENDING_IS_THE_BACKLOG
 from tests.conftest import close_broker, subscribed_to
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
@@ -84,7 +81,6 @@ def expected_pending(broker: BaseBroker) -> int:
 
 
 @pytest.mark.protean_server
-@REDIS_SPLITS_GROUP_KEYS
 def test_observatory_metrics_report_the_brokers_figures(
     busy: Busy, broker: BaseBroker
 ) -> None:
