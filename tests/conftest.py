@@ -33,9 +33,9 @@ TIERS = (
     "ordered_messaging",
     "enterprise_streaming",
 )
-BACKENDS = ("skeleton", "kafka")
-# Partition leases need an atomic store Kafka does not have.
-UNSUPPORTED = {("kafka", "enterprise_streaming")}
+BACKENDS = ("skeleton", "kafka", "rabbitmq")
+# Partition leases need an atomic store neither Kafka nor RabbitMQ has.
+UNSUPPORTED = {("kafka", "enterprise_streaming"), ("rabbitmq", "enterprise_streaming")}
 
 TIMINGS: dict[str, float] = {}
 
@@ -248,6 +248,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with KafkaServer(tmp_path_factory.mktemp("kafka") / "data") as server:
         yield server.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One warm RabbitMQ node for the whole session: the one named by
+    `RABBITMQ_URI`, or a node from the runner generated RabbitMQ packages carry
+    (`tests/rabbitmq_server.py` loads it from `template/`).
+
+    A node that cannot start fails the tests with its log; it never skips them.
+    """
+    from tests.rabbitmq_server import RabbitMQNode
+
+    configured = os.environ.get("RABBITMQ_URI")
+    if configured:
+        yield configured
+        return
+    with RabbitMQNode(tmp_path_factory.mktemp("rabbitmq")) as node:
+        yield node.uri
 
 
 def check_lint_types_and_build(bin_dir: Path, package: Path, dist: Path) -> None:

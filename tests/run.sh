@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install everything the template's tests need, then run all of them.
 #
-#   bash tests/run.sh            every test: render matrix, packages, Kafka
-#   bash tests/run.sh -m "not package and not kafka"   the fast tier only
+#   bash tests/run.sh            every test: render matrix, packages, Kafka, RabbitMQ
+#   bash tests/run.sh -m "not package and not kafka and not rabbitmq"   the fast tier only
 #
-# Needs Python 3.11+, a JDK 17+ and Maven (Kafka comes from Maven Central), Go
-# (1.21+; it fetches the release actionlint needs itself) and shellcheck.
+# Needs Python 3.11+, a JDK 17+ and Maven (Kafka comes from Maven Central),
+# rabbitmq-server (Debian's package: its nodes, not its service), Go (1.21+; it
+# fetches the release actionlint needs itself) and shellcheck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

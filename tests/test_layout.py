@@ -27,7 +27,10 @@ from tests.conftest import (
     run,
 )
 from tests.test_oldest_copier import MINIMUM, files
-from tests.test_render import MATRIX
+from tests.test_render import MATRIX as RENDER_MATRIX
+
+# The move predates the RabbitMQ backend: both trees render the backends of then.
+MATRIX = [(b, t) for b, t in RENDER_MATRIX if b in ("skeleton", "kafka")]
 
 BEFORE_MOVE = "ddf135a15e3cfaf6a4d0be3795b7af30ca0ee9ce"
 AFTER_MOVE = "a1e6f78576162cd28abfdafd92557e054053a0ce"
@@ -173,7 +176,11 @@ def released_template(destination: Path) -> tuple[Path, str, str]:
     return destination, last, following
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+# Backends the last release has; one added since cannot be rendered from it.
+RELEASED_BACKENDS = [b for b in BACKENDS if b != "rabbitmq"]
+
+
+@pytest.mark.parametrize("backend", RELEASED_BACKENDS)
 def test_a_package_from_the_last_release_updates_keeping_the_authors_edits(
     tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,7 +38,7 @@ def test_the_oldest_copier_admitted_renders_and_checks_for_updates(
     run(uv(), *install, cwd=tmp_path)
     copier = venv / "bin" / "copier"
     assert MINIMUM in run(copier, "--version", cwd=tmp_path)
-    for backend in ("skeleton", "kafka"):
+    for backend in ("skeleton", "kafka", "rabbitmq"):
         old = tmp_path / f"oldest-{backend}"
         run(
             copier, "copy", "--defaults", "--vcs-ref", "HEAD",

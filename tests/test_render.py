@@ -88,14 +88,18 @@ def test_the_entry_point_table_is_exactly_the_register_function(rendered: Path) 
 
 
 def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
-    answers = answers_of(rendered)
-    kafka = answers["backend"] == "kafka"
-    assert (rendered / "docker-compose.yml").exists() is kafka
-    assert (rendered / "src/protean_acme/consumer.py").exists() is kafka
+    backend = answers_of(rendered)["backend"]
+    kafka, rabbitmq = backend == "kafka", backend == "rabbitmq"
+    assert (rendered / "docker-compose.yml").exists() is (kafka or rabbitmq)
+    assert (rendered / "src/protean_acme/consumer.py").exists() is (kafka or rabbitmq)
+    assert (rendered / "src/protean_acme/topics.py").exists() is kafka
+    assert (rendered / "src/protean_acme/topology.py").exists() is rabbitmq
     assert (rendered / "tests/kafka").exists() is kafka
+    assert (rendered / "tests/rabbitmq").exists() is rabbitmq
     broker = (rendered / "src/protean_acme/broker.py").read_text()
-    assert ("TODO(transport)" in broker) is not kafka
+    assert ("TODO(transport)" in broker) is (backend == "skeleton")
     assert ("confluent_kafka" in broker) is kafka
+    assert ("aiormq" in broker) is rabbitmq
 
 
 def test_the_answers_file_can_drive_copier_update(rendered: Path) -> None:
@@ -188,6 +192,18 @@ def test_the_kafka_default_declares_everything_the_adapter_implements(
     assert answers["extra_capabilities"] == ["blocking_read", "dead_letter_queue"]
     project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
     assert any(dep.startswith("confluent-kafka") for dep in project["dependencies"])
+
+
+def test_the_rabbitmq_default_declares_everything_the_adapter_implements(
+    template_src: Path, tmp_path: Path
+) -> None:
+    package = render(template_src, tmp_path / "pkg", backend="rabbitmq")
+    answers = answers_of(package)
+    assert answers["capability_tier"] == "ordered_messaging"
+    assert answers["extra_capabilities"] == ["blocking_read", "dead_letter_queue"]
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    assert any(dep.startswith("aio-pika") for dep in project["dependencies"])
+    assert '"protean>=0.15.0,<0.19"' in (package / "pyproject.toml").read_text()
 
 
 def test_the_partitioning_tier_raises_the_protean_floor(

@@ -32,7 +32,7 @@ BAD_ANSWERS = [
     ("repository_url", "https://github.com/acme/x/", "repository's web address"),
     ("license", "GPL-3.0", "GPL-3.0"),
     ("python_min", "3.10", "3.10"),
-    ("backend", "rabbitmq", "rabbitmq"),
+    ("backend", "nats", "nats"),
     ("capability_tier", "gold", "gold"),
 ]
 
@@ -84,4 +84,20 @@ def test_kafka_refuses_the_partitioning_tier(
             capability_tier="enterprise_streaming",
         )
     assert "does not implement partition leases" in str(refused.value)
+    assert not destination.exists() or not any(destination.iterdir())
+
+
+def test_rabbitmq_refuses_the_partitioning_tier(
+    template_src: Path, tmp_path: Path
+) -> None:
+    destination = tmp_path / "pkg"
+    with pytest.raises(ValueError, match="capability_tier") as refused:
+        render(
+            template_src,
+            destination,
+            backend="rabbitmq",
+            capability_tier="enterprise_streaming",
+        )
+    assert "does not implement partition leases" in str(refused.value)
+    assert "no key-ordered owners to lease" in " ".join(str(refused.value).split())
     assert not destination.exists() or not any(destination.iterdir())

@@ -1,0 +1,206 @@
+"""The one thread that talks to RabbitMQ, and the connection it owns.
+
+aio-pika's objects belong to the event loop they were made on and are not
+thread-safe. Protean calls a broker from its own event loop (publish, ack, nack)
+and from worker threads (``read_blocking``), so every broker runs one event
+loop on a daemon thread of its own and hands it each operation as a coroutine
+(`EventLoopThread.run`). That loop owns the connection: it serves heartbeats
+while Protean sits idle, so an idle hour costs neither the connection nor an
+ack, and no client object is ever touched by two threads.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from .config import RabbitMQSettings
+from .errors import CredentialsRefused, RabbitMQBrokerError, ServerUnreachable
+
+logger = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+# Added to an operation's own timeout for the hop between threads.
+_HANDOVER = 1.0
+
+
+class _ReportedHere(logging.Filter):
+    """Drops aiormq's ERROR for each failed connection attempt: `Link` logs an
+    outage once when it begins and once when it ends, with the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_ReportedHere())
+
+
+class EventLoopThread:
+    """An asyncio loop on a daemon thread, started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name=self._name, daemon=True
+                )
+                thread.start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, operation: Coroutine[Any, Any, Result], timeout: float) -> Result:
+        """Run ``operation`` on the loop; wait at most ``timeout`` seconds."""
+        future = asyncio.run_coroutine_threadsafe(operation, self.loop)
+        try:
+            return future.result(timeout + _HANDOVER)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise RabbitMQBrokerError(
+                f"RabbitMQ operation timed out after {timeout:.1f}s"
+            ) from None
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was refused sign-in (user, password,
+    or a virtual host the user may not use)."""
+    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
+        return True
+    text = str(exc)
+    # A virtual host the user may not open: RabbitMQ answers connection.open
+    # with connection.close (530 NOT_ALLOWED).
+    return any(
+        mark in text
+        for mark in ("ACCESS_REFUSED", "NOT_ALLOWED", "530", "Connection.Close")
+    )
+
+
+class Link:
+    """The broker's connection, opened on demand and again after a loss.
+
+    Lives on the loop thread. An outage is logged once when it begins and once
+    when it ends; a refused sign-in once, naming what to check.
+    """
+
+    def __init__(self, settings: RabbitMQSettings, on_lost: Callable[[], None]) -> None:
+        self.settings = settings
+        self._on_lost = on_lost
+        self._connection: AbstractConnection | None = None
+        self._lock: asyncio.Lock | None = None
+        self.down_since: float | None = None
+        self._refused_logged = False
+        self.server_properties: dict[str, Any] = {}
+        self.connected_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def connection(self, timeout: float) -> AbstractConnection:
+        if self._connection is not None and not self._connection.is_closed:
+            return self._connection
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._connection is not None and not self._connection.is_closed:
+                return self._connection
+            # An outage costs at most PING_TIMEOUT_MS, whatever the operation.
+            self._connection = await self._connect(
+                min(timeout, self.settings.ping_timeout)
+            )
+            return self._connection
+
+    async def _connect(self, timeout: float) -> AbstractConnection:
+        settings = self.settings
+        address = settings.address
+        try:
+            connection = await asyncio.wait_for(
+                aio_pika.connect(
+                    address.uri,
+                    timeout=timeout,
+                    ssl_context=settings.ssl_context(),
+                    heartbeat=settings.heartbeat,
+                    client_properties={"connection_name": "protean broker"},
+                ),
+                timeout,
+            )
+        except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+            if _refusal(exc):
+                if not self._refused_logged:
+                    self._refused_logged = True
+                    logger.error(
+                        "RabbitMQ refused the credentials of URI=%s: check the "
+                        "user and password in URI, and that the user may use "
+                        "the virtual host %r",
+                        address.safe,
+                        address.vhost,
+                    )
+                raise CredentialsRefused(
+                    f"RabbitMQ refused the user {address.user!r} on virtual host "
+                    f"{address.vhost!r} (URI={address.safe}): check the user and "
+                    f"password in URI and the user's permissions on the vhost"
+                ) from None
+            reason = str(exc) or type(exc).__name__
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                logger.warning(
+                    "RabbitMQ is unreachable: URI=%s does not answer (%s)",
+                    address.safe,
+                    reason,
+                )
+            raise ServerUnreachable(
+                f"connection to RabbitMQ at {address.safe} failed: {reason}"
+            ) from None
+        if self.down_since is not None:
+            logger.warning(
+                "RabbitMQ answers again at URI=%s after %.1fs unreachable",
+                address.safe,
+                time.monotonic() - self.down_since,
+            )
+            self.down_since = None
+        self._refused_logged = False
+        self.connected_at = time.time()
+        transport = getattr(connection, "transport", None)
+        self.server_properties = dict(
+            getattr(getattr(transport, "connection", None), "server_properties", {})
+        )
+        connection.close_callbacks.add(self._closed)
+        return connection
+
+    def _closed(self, *_: Any) -> None:
+        self._connection = None
+        self._on_lost()
+
+    async def channel(
+        self, timeout: float, *, confirms: bool = False
+    ) -> AbstractChannel:
+        connection = await self.connection(timeout)
+        return await asyncio.wait_for(
+            connection.channel(publisher_confirms=confirms, on_return_raises=confirms),
+            timeout,
+        )
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()

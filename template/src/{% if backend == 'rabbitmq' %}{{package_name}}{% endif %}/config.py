@@ -1,0 +1,237 @@
+"""Settings read from a broker's ``conn_info`` (its ``[brokers.<name>]`` table).
+
+Every value is validated here, once, so the rest of the adapter can trust it and
+a mistake in ``domain.toml`` fails at start-up with the offending key named. The
+retry keys and the rules for numbers, flags and unknown keys come from
+`settings`, shared with every backend of this template.
+"""
+
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from protean.exceptions import ConfigurationError
+
+from .settings import Reader, RetrySettings
+
+QUEUE_TYPES = ("quorum", "classic")
+
+# Queue arguments the adapter sets itself: its delivery counting, dead-lettering
+# and ordering depend on them.
+RESERVED_QUEUE_ARGUMENTS = frozenset(
+    {
+        "x-queue-type",
+        "x-delivery-limit",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-dead-letter-strategy",
+        "x-overflow",
+        "x-single-active-consumer",
+    }
+)
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,40}")
+
+# RabbitMQ's largest message (128 MiB; 4.0 and later default to 16 MiB).
+LARGEST_MESSAGE = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where and as whom to connect, parsed from ``URI``; never logged whole."""
+
+    uri: str
+    scheme: str
+    host: str
+    port: int
+    user: str
+    vhost: str
+
+    @property
+    def safe(self) -> str:
+        """The address without the password, for logs and reports."""
+        return f"{self.scheme}://{self.user}@{self.host}:{self.port}/{self.vhost}"
+
+
+@dataclass(frozen=True)
+class RabbitMQSettings:
+    """Validated adapter settings; durations are in seconds."""
+
+    address: Address
+    tls_ca_file: str
+    tls_cert_file: str
+    tls_key_file: str
+    tls_verify: bool
+    max_retries: int
+    retry_delay: float
+    backoff_multiplier: float
+    message_timeout: float
+    enable_dlq: bool
+    ping_timeout: float
+    publish_timeout: float
+    operation_timeout: float
+    read_timeout: float
+    heartbeat: int
+    prefetch: int
+    queue_type: str
+    single_active_consumer: bool
+    name_prefix: str
+    queue_arguments: dict[str, str | int | float | bool]
+    unclaimed_retention: float
+    max_message_bytes: int
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``amqps://``, None for plain ``amqp://``."""
+        if self.address.scheme != "amqps":
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file or None)
+        if self.tls_cert_file:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file or None)
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
+    """Build `RabbitMQSettings` from ``conn_info``; raise ``ConfigurationError``."""
+    reader = _Reader(conn_info)
+    retry = RetrySettings.read(reader)
+    address = _address(reader)
+    settings = RabbitMQSettings(
+        address=address,
+        tls_ca_file=reader.file("TLS_CA_FILE"),
+        tls_cert_file=reader.file("TLS_CERT_FILE"),
+        tls_key_file=reader.file("TLS_KEY_FILE"),
+        tls_verify=reader.boolean("TLS_VERIFY", True),
+        max_retries=retry.max_retries,
+        retry_delay=retry.retry_delay,
+        backoff_multiplier=retry.backoff_multiplier,
+        message_timeout=retry.message_timeout,
+        enable_dlq=retry.enable_dlq,
+        ping_timeout=reader.millis("PING_TIMEOUT_MS", 2_000),
+        publish_timeout=reader.millis("PUBLISH_TIMEOUT_MS", 10_000),
+        operation_timeout=reader.millis("OPERATION_TIMEOUT_MS", 10_000),
+        read_timeout=reader.millis("READ_TIMEOUT_MS", 1_000),
+        heartbeat=reader.integer("HEARTBEAT_SECONDS", 30, minimum=1, maximum=600),
+        prefetch=reader.integer("PREFETCH", 100, minimum=1, maximum=65_535),
+        queue_type=reader.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
+        single_active_consumer=reader.boolean("SINGLE_ACTIVE_CONSUMER", True),
+        name_prefix=reader.name_prefix("NAME_PREFIX"),
+        queue_arguments=reader.queue_arguments("QUEUE_ARGUMENTS"),
+        unclaimed_retention=reader.millis("UNCLAIMED_RETENTION_MS", 86_400_000),
+        max_message_bytes=reader.integer(
+            "MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1, maximum=LARGEST_MESSAGE
+        ),
+    )
+    tls_keys = [
+        key
+        for key, value in (
+            ("TLS_CA_FILE", settings.tls_ca_file),
+            ("TLS_CERT_FILE", settings.tls_cert_file),
+            ("TLS_KEY_FILE", settings.tls_key_file),
+            ("TLS_VERIFY", not settings.tls_verify),
+        )
+        if value
+    ]
+    if tls_keys and address.scheme != "amqps":
+        raise ConfigurationError(
+            f"{tls_keys[0]} needs a TLS connection: use an amqps:// URI"
+        )
+    if settings.tls_key_file and not settings.tls_cert_file:
+        raise ConfigurationError("TLS_KEY_FILE needs TLS_CERT_FILE (the certificate)")
+    reader.refuse_unknown_keys()
+    return settings
+
+
+def _address(reader: Reader) -> Address:
+    value = reader.raw("URI", None)
+    if value is None:
+        raise ConfigurationError(
+            "URI is required for the RabbitMQ broker "
+            '(e.g. URI = "amqp://guest:guest@localhost:5672/%2F")'
+        )
+    if not isinstance(value, str):
+        raise ConfigurationError(f"URI must be a string, got {type(value).__name__}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"URI is not a valid address: {exc}") from None
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ConfigurationError(
+            "URI must be amqp://user:password@host:port/vhost (or amqps://), "
+            f"got a {parts.scheme or 'schemeless'} address"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            "URI takes no query parameters: heartbeats, TLS and timeouts have "
+            "keys of their own (HEARTBEAT_SECONDS, TLS_*, *_TIMEOUT_MS)"
+        )
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return Address(
+        uri=value,
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port or (5671 if parts.scheme == "amqps" else 5672),
+        user=unquote(parts.username or "guest"),
+        vhost=vhost,
+    )
+
+
+class _Reader(Reader):
+    """The shared reader, plus the shapes only RabbitMQ settings take."""
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(key, default)
+        if value not in choices:
+            raise ConfigurationError(
+                f"{key} must be one of {', '.join(choices)}, got {value!r}"
+            )
+        return str(value)
+
+    def file(self, key: str) -> str:
+        value = self.raw(key, "")
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{key} must be a file path, got {value!r}")
+        if value and not Path(value).is_file():
+            raise ConfigurationError(f"{key}: no such file {value!r}")
+        return value
+
+    def name_prefix(self, key: str) -> str:
+        value = self.raw(key, "")
+        if not isinstance(value, str) or not _PREFIX.fullmatch(value):
+            raise ConfigurationError(
+                f"{key} may only contain letters, digits and '-_.:', "
+                f"at most 40 characters, got {value!r}"
+            )
+        if value.startswith("amq."):
+            raise ConfigurationError(f"{key} may not start with 'amq.' (reserved)")
+        return value
+
+    def queue_arguments(self, key: str) -> dict[str, str | int | float | bool]:
+        table = self.raw(key, {})
+        if not isinstance(table, Mapping):
+            raise ConfigurationError(
+                f"{key} must be a table of queue arguments, got {type(table).__name__}"
+            )
+        for name, value in table.items():
+            if name in RESERVED_QUEUE_ARGUMENTS:
+                raise ConfigurationError(
+                    f"{key}.{name} is set by the RabbitMQ broker adapter and "
+                    f"cannot be overridden"
+                )
+            if not isinstance(name, str) or not name.startswith("x-"):
+                raise ConfigurationError(
+                    f"{key}.{name} is not a queue argument (they start with 'x-')"
+                )
+            if not isinstance(value, str | int | float | bool):
+                raise ConfigurationError(
+                    f"{key}.{name} must be a string, number or boolean, "
+                    f"got {type(value).__name__}"
+                )
+        return dict(table)

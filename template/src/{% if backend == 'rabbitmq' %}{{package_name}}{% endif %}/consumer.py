@@ -1,0 +1,489 @@
+"""One consumer group's reading of one stream: deliveries, acks, retries.
+
+A `GroupConsumer` holds an AMQP consumer on the group's queue, with at most
+``PREFETCH`` unacked deliveries. Protean's ack and nack map onto them:
+
+* an ack settles exactly that delivery;
+* a nack holds the delivery (still unacked on the server, so a crash gives it
+  back) and hands it out again, same identifier, after the backoff, instead of
+  requeueing it, which would loop without delay and lose its place;
+* past ``max_retries`` nacks, for groups Protean's engine does not own, the
+  message is copied to the dead-letter queue (confirmed) and then acked;
+* the server counts deliveries too: a message that stopped every consumer it
+  reached (each crash returns it) is dead-lettered by the queue's delivery limit.
+
+A delivery held past `HOLD_LIMIT` (a long backoff, a group nobody reads) is
+put back at the end of its queue as a copy with its nack count, then acked: the
+server closes a channel holding a delivery for ``consumer_timeout`` (30 min).
+
+Runs on the broker's loop thread (see `client`).
+"""
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from .client import Link
+from .config import RabbitMQSettings
+from .errors import RabbitMQBrokerError
+from .messages import (
+    HEADER_ATTEMPTS,
+    HEADER_ERROR,
+    HEADER_FAILED_AT,
+    HEADER_GROUP,
+    HEADER_NOT_BEFORE,
+    HEADER_ONLY_GROUP,
+    HEADER_ORIGINAL_ID,
+    HEADER_STREAM,
+    decode_payload,
+    header_int,
+    header_text,
+    new_identifier,
+)
+from .names import dlq_stream_of
+from .settings import RetrySettings
+from .topology import Outgoing, Topology
+
+logger = logging.getLogger(__name__)
+
+# Longest a delivery stays unacked in the adapter's hands: well under RabbitMQ's
+# default consumer_timeout of 30 minutes.
+HOLD_LIMIT = 15 * 60.0
+# How often a group nobody reads is looked after.
+SWEEP_INTERVAL = 30.0
+
+Message = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class Delivery:
+    """A delivery the group holds: handed out, or waiting for its retry."""
+
+    message: AbstractIncomingMessage
+    identifier: str
+    payload: dict[str, Any]
+    attempts: int
+    received_at: float
+    handed_at: float = 0.0
+    due: float | None = None  # set while held for a retry
+
+
+class GroupConsumer:
+    """The AMQP consumer of one (stream, group) and the deliveries it holds."""
+
+    def __init__(
+        self,
+        link: Link,
+        topology: Topology,
+        settings: RabbitMQSettings,
+        stream: str,
+        group: str,
+        auto_ack: bool,
+        dead_letters_enabled: Callable[[], bool],
+        last_published: Callable[[], tuple[str, float] | None],
+    ) -> None:
+        self._link = link
+        self._topology = topology
+        self.settings = settings
+        self.stream = stream
+        self.group = group
+        self.owned = False
+        self._auto_ack = auto_ack
+        self._dead_letters_enabled = dead_letters_enabled
+        self._last_published = last_published
+        # Identifiers that arrived lately, to tell whether this process's own
+        # last publish to the stream has (see `_behind`).
+        self._arrivals: deque[str] = deque(maxlen=1024)
+        self._bound_at = math.inf
+        self.queue_name = ""
+        self._channel: AbstractChannel | None = None
+        self._ready: deque[AbstractIncomingMessage] = deque()
+        self._received: dict[int, float] = {}
+        self._arrived = asyncio.Event()
+        self._open: dict[str, Delivery] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tag = ""
+        self._narrow = False
+        self.consumers: set[str] = set()
+        self.created_at = time.time()
+        self.dead_lettered = 0
+
+    # -- the AMQP consumer --------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    async def start(self, timeout: float) -> None:
+        """Declare the group's queue and consume from it, unless already done."""
+        if self.started:
+            return
+        self.forget()
+        self.queue_name, _ = await self._topology.ensure_group(
+            self.stream, self.group, timeout
+        )
+        self._bound_at = time.monotonic()
+        channel = await self._link.channel(timeout)
+        # One delivery at first: if the head of the queue is a message that
+        # kills consumers, a crash returns (and counts) it alone, not the
+        # PREFETCH messages behind it (see `_widen`).
+        await channel.set_qos(prefetch_count=1, timeout=timeout)
+        queue = await channel.get_queue(self.queue_name, ensure=False)
+        self._tag = await queue.consume(self._on_message, no_ack=False, timeout=timeout)
+        self._narrow = True
+        self._channel = channel
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _widen(self) -> None:
+        """Consume again with the full ``PREFETCH`` (a prefetch applies to
+        consumers made after it is set) once what the queue gave back has been
+        worked through: a delivery arrives that was never delivered before, or
+        one is nacked (held, it would stop a prefetch of one). Until then each
+        redelivered message comes alone, so a crash counts only the message it
+        was handed. Deliveries that arrived meanwhile stay valid: the channel
+        stays open."""
+        channel = self._channel
+        if not self._narrow or channel is None or channel.is_closed:
+            return
+        self._narrow = False
+        timeout = self.settings.operation_timeout
+        queue = await channel.get_queue(self.queue_name, ensure=False)
+        await queue.cancel(self._tag, timeout=timeout)
+        await channel.set_qos(prefetch_count=self.settings.prefetch, timeout=timeout)
+        self._tag = await queue.consume(self._on_message, no_ack=False, timeout=timeout)
+
+    async def _widen_quietly(self) -> None:
+        """`_widen`, whose failure costs only speed: reads go on with one."""
+        try:
+            await self._widen()
+        except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            logger.debug("consuming %s again failed: %s", self.queue_name, exc)
+
+    async def _sweep(self) -> None:
+        """Housekeeping while nobody reads: a group left alone must not hold
+        deliveries into ``consumer_timeout`` either."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            if self.started:
+                try:
+                    await self._housekeeping()
+                except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError):
+                    logger.debug("housekeeping of %s failed", self.queue_name)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._arrivals.append(message.message_id or "")
+        self._ready.append(message)
+        self._received[id(message)] = time.monotonic()
+        self._arrived.set()
+
+    def forget(self) -> None:
+        """The channel is gone: the server gives its deliveries back, and a
+        late ack or nack of one answers False."""
+        self._ready.clear()
+        self._received.clear()
+        self._open.clear()
+        self._channel = None
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        channel, self._channel = self._channel, None
+        self.forget()
+        if channel is not None and not channel.is_closed:
+            try:
+                await channel.close()
+            except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
+                logger.debug("closing consumer of %s: %s", self.queue_name, exc)
+
+    # -- reading ------------------------------------------------------------
+
+    async def take(
+        self, count: int, wait: float, only_while_behind: bool, consumer_name: str
+    ) -> list[Message]:
+        """Up to ``count`` messages: retries that are due first, then new ones.
+
+        Waits up to ``wait`` for the first; with ``only_while_behind`` (a
+        non-blocking read) only while the queue has messages ready that have
+        not arrived yet.
+        """
+        # Declaring a new group's queue may take longer than a read waits.
+        await self.start(self.settings.operation_timeout)
+        deadline = time.monotonic() + wait
+        await self._housekeeping()
+        taken = self._due_retries(count)
+        while len(taken) < count:
+            taken += await self._ready_messages(count - len(taken))
+            if taken:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if only_while_behind and not await self._behind(left):
+                break
+            self._arrived.clear()
+            retry_in = self._next_due()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(left, retry_in))
+            except TimeoutError:
+                taken += self._due_retries(count)
+        if taken:
+            self.consumers.add(consumer_name or f"{self.group}-reader")
+        return taken
+
+    async def _behind(self, left: float) -> bool:
+        """Whether the queue holds messages for this consumer not yet here.
+
+        A message this process published (confirmed) after the group's queue
+        was bound is on its way until it arrives. Otherwise the queue's count
+        of ready messages tells, asked on the consumer's own channel, where
+        RabbitMQ answers after the deliveries it already sent on it.
+        """
+        if self._ready or self._channel is None:
+            return bool(self._ready)
+        published = self._last_published()
+        if published is not None:
+            identifier, confirmed_at = published
+            if confirmed_at > self._bound_at and identifier not in self._arrivals:
+                return True
+        queue = await self._channel.declare_queue(
+            self.queue_name, passive=True, timeout=left
+        )
+        await asyncio.sleep(0)  # let delivery callbacks run
+        ready = int(queue.declaration_result.message_count or 0)
+        return ready > 0 or bool(self._ready)
+
+    def _next_due(self) -> float:
+        dues = [d.due for d in self._open.values() if d.due is not None]
+        return max(0.0, min(dues) - time.monotonic()) if dues else 3600.0
+
+    def _due_retries(self, count: int) -> list[Message]:
+        now = time.monotonic()
+        due = sorted(
+            (d for d in self._open.values() if d.due is not None and d.due <= now),
+            key=lambda d: d.due or 0.0,
+        )[:count]
+        for delivery in due:
+            delivery.due = None
+            delivery.handed_at = now
+        return [(d.identifier, d.payload) for d in due]
+
+    async def _ready_messages(self, count: int) -> list[Message]:
+        taken: list[Message] = []
+        while self._ready and len(taken) < count:
+            message = self._ready.popleft()
+            received = self._received.pop(id(message), time.monotonic())
+            delivery = await self._admit(message, received)
+            if delivery is not None:
+                taken.append((delivery.identifier, delivery.payload))
+            if not message.redelivered:
+                await self._widen_quietly()
+        return taken
+
+    async def _admit(
+        self, message: AbstractIncomingMessage, received: float
+    ) -> Delivery | None:
+        """A delivery to hand out, or None when it is settled here: not for
+        this group, a copy of one still open, or not a JSON object."""
+        headers = dict(message.headers or {})
+        only = header_text(headers, HEADER_ONLY_GROUP)
+        identifier = message.message_id or ""
+        if (only and only != self.group) or identifier in self._open:
+            await self._settle(message)
+            return None
+        payload = decode_payload(message.body)
+        attempts = header_int(headers, "x-delivery-count") + header_int(
+            headers, HEADER_ATTEMPTS
+        )
+        if payload is None or not identifier:
+            await self._dead_letter_message(
+                message, identifier or new_identifier(), attempts, "not a JSON object"
+            )
+            return None
+        if self._auto_ack:
+            await self._settle(message)
+            return Delivery(message, identifier, payload, attempts, received)
+        wait = header_int(headers, HEADER_NOT_BEFORE) / 1000 - time.time()
+        if wait > 0:  # put back while waiting for its retry: wait on
+            due = time.monotonic() + wait
+            self._open[identifier] = Delivery(
+                message, identifier, payload, attempts, received, due=due
+            )
+            return None
+        delivery = Delivery(
+            message, identifier, payload, attempts, received, handed_at=time.monotonic()
+        )
+        self._open[identifier] = delivery
+        return delivery
+
+    # -- settling -----------------------------------------------------------
+
+    async def ack(self, identifier: str) -> bool:
+        delivery = self._open.pop(identifier, None)
+        if delivery is None:
+            return False
+        return await self._settle(delivery.message)
+
+    async def nack(self, identifier: str) -> bool:
+        delivery = self._open.get(identifier)
+        if delivery is None or delivery.due is not None:
+            return False
+        await self._fail(delivery, "nacked")
+        return True
+
+    async def _fail(self, delivery: Delivery, reason: str) -> None:
+        delivery.attempts += 1
+        retry = RetrySettings(
+            retry_delay=self.settings.retry_delay,
+            backoff_multiplier=self.settings.backoff_multiplier,
+        )
+        if self.owned or delivery.attempts <= self.settings.max_retries:
+            delivery.due = time.monotonic() + retry.backoff(delivery.attempts)
+            await self._widen_quietly()  # the process survived the message
+            return
+        self._open.pop(delivery.identifier, None)
+        if not await self._dead_letter_message(
+            delivery.message,
+            delivery.identifier,
+            delivery.attempts,
+            f"{reason} {delivery.attempts} times (max_retries="
+            f"{self.settings.max_retries})",
+        ):
+            # Kept: retried again after the backoff, dead-lettered later.
+            delivery.due = time.monotonic() + retry.backoff(delivery.attempts)
+            self._open[delivery.identifier] = delivery
+
+    async def _settle(self, message: AbstractIncomingMessage) -> bool:
+        if message.channel.is_closed:
+            return False
+        try:
+            await message.ack()
+        except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            logger.debug("ack on %s failed: %s", self.queue_name, exc)
+            return False
+        return True
+
+    async def _dead_letter_message(
+        self,
+        message: AbstractIncomingMessage,
+        identifier: str,
+        attempts: int,
+        reason: str,
+    ) -> bool:
+        """Copy to the stream's dead-letter queue (confirmed), then ack; without
+        dead letters, drop with a warning. True once settled."""
+        if not self._dead_letters_enabled():
+            logger.warning(
+                "Dropping message %s of %s for group %s: %s",
+                identifier,
+                self.stream,
+                self.group,
+                reason,
+            )
+            return await self._settle(message)
+        headers: dict[str, Any] = {
+            HEADER_ORIGINAL_ID: identifier,
+            HEADER_STREAM: self.stream,
+            HEADER_GROUP: self.group,
+            HEADER_ATTEMPTS: attempts,
+            HEADER_ERROR: reason,
+            HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
+        }
+        queue = self._topology.names.dead_letter_queue(dlq_stream_of(self.stream))
+        try:
+            await self._topology.ensure_stream(
+                dlq_stream_of(self.stream), self.settings.operation_timeout
+            )
+            await self._topology.send(
+                "",
+                queue,
+                [(message.body, new_identifier(), headers)],
+                self.settings.publish_timeout,
+            )
+        except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            logger.error(
+                "Could not dead-letter message %s; keeping it: %s", identifier, exc
+            )
+            return False
+        logger.warning(
+            "Dead-lettered message %s of %s for group %s: %s",
+            identifier,
+            self.stream,
+            self.group,
+            reason,
+        )
+        self.dead_lettered += 1
+        return await self._settle(message)
+
+    # -- staying under consumer_timeout -----------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Count deliveries unsettled past ``message_timeout`` as failed, and
+        put back whatever was held past `HOLD_LIMIT`."""
+        now = time.monotonic()
+        for delivery in list(self._open.values()):
+            if (
+                delivery.due is None
+                and now - delivery.handed_at > self.settings.message_timeout
+            ):
+                await self._fail(delivery, "not settled within message_timeout")
+        stale = [d for d in self._open.values() if now - d.received_at > HOLD_LIMIT]
+        for delivery in stale:
+            self._open.pop(delivery.identifier, None)
+            not_before = time.time() + max(0.0, (delivery.due or now) - now)
+            await self._put_back(
+                delivery.message, delivery.identifier, delivery.attempts, not_before
+            )
+        while (
+            self._ready
+            and now - self._received.get(id(self._ready[0]), now) > HOLD_LIMIT
+        ):
+            message = self._ready.popleft()
+            self._received.pop(id(message), None)
+            attempts = header_int(dict(message.headers or {}), HEADER_ATTEMPTS)
+            await self._put_back(
+                message, message.message_id or new_identifier(), attempts
+            )
+
+    async def _put_back(
+        self,
+        message: AbstractIncomingMessage,
+        identifier: str,
+        attempts: int,
+        not_before: float = 0.0,
+    ) -> None:
+        headers = {
+            **dict(message.headers or {}),
+            HEADER_ATTEMPTS: attempts,
+            HEADER_NOT_BEFORE: int(not_before * 1000),
+        }
+        headers.pop("x-delivery-count", None)
+        outgoing: Outgoing = (message.body, identifier, headers)
+        try:
+            await self._topology.send(
+                "", self.queue_name, [outgoing], self.settings.publish_timeout
+            )
+        except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            logger.warning("Could not put %s back in its queue: %s", identifier, exc)
+            return
+        await self._settle(message)
+
+    # -- figures --------------------------------------------------------------
+
+    def figures(self) -> dict[str, int]:
+        held = sum(1 for d in self._open.values() if d.due is not None)
+        return {
+            "in_flight": len(self._open) - held,
+            "waiting_retry": held,
+            "prefetched": len(self._ready),
+            "dead_lettered": self.dead_lettered,
+        }

@@ -1,0 +1,29 @@
+"""The adapter's own error types."""
+
+
+class RabbitMQBrokerError(RuntimeError):
+    """RabbitMQ refused or did not confirm an operation within its timeout."""
+
+
+class MessageTooLarge(RabbitMQBrokerError):
+    """A message exceeds ``MAX_MESSAGE_BYTES``; sending it again cannot succeed."""
+
+
+class ServerUnreachable(RabbitMQBrokerError):
+    """No RabbitMQ node of ``URI`` answered within ``PING_TIMEOUT_MS``: the
+    adapter has just tried, so trying again at once would only wait again."""
+
+
+class CredentialsRefused(RabbitMQBrokerError):
+    """RabbitMQ refused the user, password or virtual host of ``URI``;
+    retrying cannot help until the settings or the server change."""
+
+
+class PublishNotConfirmed(RabbitMQBrokerError):
+    """RabbitMQ did not confirm a publish within ``PUBLISH_TIMEOUT_MS``, or
+    refused it (a negative confirm, an unroutable message)."""
+
+
+class PublishTimedOut(PublishNotConfirmed):
+    """A publish waited out ``PUBLISH_TIMEOUT_MS``; its channel was closed so
+    nothing still buffered goes out beside the caller's retry."""

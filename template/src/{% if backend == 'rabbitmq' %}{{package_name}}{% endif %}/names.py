@@ -1,0 +1,85 @@
+"""Exchange and queue names for streams and consumer groups.
+
+Per stream, a durable fanout exchange; per (stream, group), a queue bound to
+it; per stream, a holding queue that keeps what is published while no group is
+bound (the exchange's alternate exchange routes there). Dead letters of a stream
+``s`` are the holding queue of the stream ``s:dlq``, which Protean's engine
+publishes its own dead letters to, so every kind is listed in one place.
+
+Names are ``prefix + kind + "/" + parts`` joined by ``/``. Letters, digits and
+``-_.:`` are kept (Protean's ``::`` stays readable); any other character, ``/``
+and ``+`` included, becomes ``+`` and its UTF-8 bytes in hex, so names are
+injective and within what AMQP clients accept. A name past the 127 characters
+clients allow ends in a hash.
+"""
+
+import hashlib
+import re
+
+MAX_NAME_LENGTH = 127
+DLQ_SUFFIX = ":dlq"
+
+_KEPT = re.compile(r"[A-Za-z0-9_.:-]")
+_ESCAPED = re.compile(r"\+([0-9A-F]{2})")
+
+
+def _part(text: str) -> str:
+    return "".join(
+        char if _KEPT.fullmatch(char) else "".join(f"+{b:02X}" for b in char.encode())
+        for char in text
+    )
+
+
+def _unpart(text: str) -> str:
+    raw = bytearray()
+    position = 0
+    for match in _ESCAPED.finditer(text):
+        raw += text[position : match.start()].encode()
+        raw.append(int(match.group(1), 16))
+        position = match.end()
+    raw += text[position:].encode()
+    return raw.decode(errors="replace")
+
+
+class Names:
+    """The naming scheme, under ``NAME_PREFIX``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _name(self, kind: str, *parts: str) -> str:
+        name = f"{self.prefix}{kind}/" + "/".join(_part(p) for p in parts)
+        if len(name) <= MAX_NAME_LENGTH:
+            return name
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        return f"{name[: MAX_NAME_LENGTH - 33]}#{digest}"
+
+    def exchange(self, stream: str) -> str:
+        return self._name("stream", stream)
+
+    def alternate_exchange(self, stream: str) -> str:
+        return self._name("unrouted", stream)
+
+    def holding_queue(self, stream: str) -> str:
+        return self._name("held", stream)
+
+    def group_queue(self, stream: str, group: str) -> str:
+        return self._name("group", stream, group)
+
+    def group_of_queue(self, name: str) -> tuple[str, str] | None:
+        """(stream, group) of a group queue's name; None for other names and
+        hashed ones."""
+        head = f"{self.prefix}group/"
+        parts = name.removeprefix(head).split("/")
+        if not name.startswith(head) or len(parts) != 2:
+            return None
+        stream, group = (_unpart(part) for part in parts)
+        return (stream, group) if self.group_queue(stream, group) == name else None
+
+    def dead_letter_queue(self, dlq_stream: str) -> str:
+        """Where dead letters listed under ``dlq_stream`` (``s:dlq``) live."""
+        return self.holding_queue(dlq_stream)
+
+
+def dlq_stream_of(stream: str) -> str:
+    return f"{stream}{DLQ_SUFFIX}"

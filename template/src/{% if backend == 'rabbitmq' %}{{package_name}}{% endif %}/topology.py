@@ -1,0 +1,289 @@
+"""Declaring the exchanges and queues of streams and groups, and publishing.
+
+Per stream: a durable fanout exchange whose alternate exchange routes to the
+stream's holding queue, so a message published while no group's queue is bound
+is kept (RabbitMQ drops an unrouted message) and handed to each group made
+while it is held. Per (stream, group): a durable queue (quorum by default)
+bound to the stream's exchange, whose server-side delivery limit dead-letters,
+at least once, to the holding queue of ``stream:dlq``.
+
+Everything here runs on the broker's loop thread (see `client`).
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from .client import Link
+from .config import RabbitMQSettings
+from .errors import (
+    PublishNotConfirmed,
+    PublishTimedOut,
+    RabbitMQBrokerError,
+    ServerUnreachable,
+)
+from .names import DLQ_SUFFIX, Names, dlq_stream_of
+
+logger = logging.getLogger(__name__)
+
+Outgoing = tuple[bytes, str, dict[str, Any]]
+"""An AMQP message to send: body, message id, headers."""
+
+
+class Topology:
+    """What exists on the server, declared once per connection."""
+
+    def __init__(self, link: Link, names: Names, settings: RabbitMQSettings) -> None:
+        self._link = link
+        self.names = names
+        self.settings = settings
+        self._channel: AbstractChannel | None = None
+        self._publisher: AbstractChannel | None = None
+        self._streams: set[str] = set()
+        self._groups: set[tuple[str, str]] = set()
+        # Every group declared since the last data reset, across connections.
+        self.declared_groups: set[tuple[str, str]] = set()
+        self._warned: set[str] = set()
+        self._copy_pending: set[str] = set()
+
+    def forget(self) -> None:
+        """The connection is gone: declare again on the next."""
+        self._streams.clear()
+        self._groups.clear()
+        self._channel = None
+        self._publisher = None
+
+    async def channel(self, timeout: float) -> AbstractChannel:
+        """A channel for declarations; an error closes it, so it is renewed."""
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._link.channel(timeout)
+        return self._channel
+
+    def holding_arguments(self, stream: str) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"x-queue-type": "classic"}
+        if not stream.endswith(DLQ_SUFFIX):  # dead letters are kept until handled
+            arguments["x-message-ttl"] = int(self.settings.unclaimed_retention * 1000)
+        return arguments
+
+    async def ensure_stream(self, stream: str, timeout: float) -> str:
+        """Declare ``stream``'s exchange and holding queue; return the exchange."""
+        exchange = self.names.exchange(stream)
+        if stream in self._streams:
+            return exchange
+        channel = await self.channel(timeout)
+        alternate = self.names.alternate_exchange(stream)
+        holding = self.names.holding_queue(stream)
+        await channel.declare_exchange(
+            alternate, aio_pika.ExchangeType.FANOUT, durable=True, timeout=timeout
+        )
+        queue = await self._declare_queue(holding, self.holding_arguments(stream))
+        await queue.bind(alternate, timeout=timeout)
+        await channel.declare_exchange(
+            exchange,
+            aio_pika.ExchangeType.FANOUT,
+            durable=True,
+            arguments={"alternate-exchange": alternate},
+            timeout=timeout,
+        )
+        self._streams.add(stream)
+        return exchange
+
+    def group_arguments(self, stream: str) -> dict[str, Any]:
+        settings = self.settings
+        arguments: dict[str, Any] = {
+            **settings.queue_arguments,
+            "x-queue-type": settings.queue_type,
+        }
+        if settings.single_active_consumer:
+            arguments["x-single-active-consumer"] = True
+        if settings.queue_type == "quorum":
+            # Set explicitly: the default is unlimited before RabbitMQ 4.0, 20 after.
+            arguments["x-delivery-limit"] = settings.max_retries
+        if settings.enable_dlq:
+            arguments["x-dead-letter-exchange"] = ""
+            arguments["x-dead-letter-routing-key"] = self.names.dead_letter_queue(
+                dlq_stream_of(stream)
+            )
+            if settings.queue_type == "quorum":
+                arguments["x-dead-letter-strategy"] = "at-least-once"
+                arguments["x-overflow"] = "reject-publish"
+        return arguments
+
+    async def ensure_group(
+        self, stream: str, group: str, timeout: float
+    ) -> tuple[str, bool]:
+        """Declare and bind the group's queue; return its name and whether it
+        is new (then it receives what the stream's holding queue keeps)."""
+        queue_name = self.names.group_queue(stream, group)
+        if (stream, group) in self._groups:
+            return queue_name, False
+        exchange = await self.ensure_stream(stream, timeout)
+        await self.ensure_stream(dlq_stream_of(stream), timeout)
+        created = not await self.exists(queue_name, timeout)
+        if created:
+            # Until the copy is done, a retry (after a timeout) copies again.
+            self._copy_pending.add(queue_name)
+        queue = await self._declare_queue(queue_name, self.group_arguments(stream))
+        if queue_name in self._copy_pending:
+            await self._copy_held(stream, queue_name, timeout, bind=exchange)
+            self._copy_pending.discard(queue_name)
+        else:
+            await queue.bind(exchange, timeout=timeout)
+        self._groups.add((stream, group))
+        self.declared_groups.add((stream, group))
+        return queue_name, created
+
+    async def _declare_queue(
+        self, name: str, arguments: dict[str, Any]
+    ) -> AbstractQueue:
+        """Declare a durable queue; one that exists with other arguments (an
+        earlier setting) is kept as it is, with a warning: RabbitMQ cannot
+        change a queue's arguments, only a policy can."""
+        timeout = self.settings.operation_timeout
+        channel = await self.channel(timeout)
+        try:
+            return await channel.declare_queue(
+                name, durable=True, arguments=arguments, timeout=timeout
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if name not in self._warned:
+                self._warned.add(name)
+                logger.warning(
+                    "Queue %r exists with other arguments; keeping them (%s). "
+                    "Change them with a RabbitMQ policy, or delete the queue.",
+                    name,
+                    exc,
+                )
+            self._channel = None  # RabbitMQ closed it
+            channel = await self.channel(timeout)
+            return await channel.declare_queue(name, passive=True, timeout=timeout)
+
+    async def exists(self, queue_name: str, timeout: float) -> bool:
+        return await self.inspect(queue_name, timeout) is not None
+
+    async def inspect(self, queue_name: str, timeout: float) -> tuple[int, int] | None:
+        """(ready messages, consumers) of a queue, None if it does not exist."""
+        channel = await self.channel(timeout)
+        try:
+            queue = await channel.declare_queue(
+                queue_name, passive=True, timeout=timeout
+            )
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            self._channel = None  # RabbitMQ closed it
+            return None
+        result = queue.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)
+
+    async def _copy_held(
+        self, stream: str, queue_name: str, timeout: float, bind: str
+    ) -> None:
+        """Copy what the stream's holding queue keeps into a new group's queue,
+        in order, without taking it from the holding queue; bind the queue in
+        between two passes, so nothing published meanwhile is missed."""
+        holding = self.names.holding_queue(stream)
+        browser = await self._link.channel(timeout)
+        try:
+            queue = await browser.get_queue(holding, ensure=False)
+            seen: set[str] = set()
+            for bound in (False, True):
+                if bound:
+                    group_queue = await browser.get_queue(queue_name, ensure=False)
+                    await group_queue.bind(bind, timeout=timeout)
+                copies: list[Outgoing] = []
+                while True:
+                    message = await queue.get(no_ack=False, fail=False, timeout=timeout)
+                    if message is None:
+                        break
+                    identifier = message.message_id or ""
+                    if identifier not in seen:
+                        seen.add(identifier)
+                        copies.append(
+                            (message.body, identifier, dict(message.headers or {}))
+                        )
+                await self.send("", queue_name, copies, timeout)
+        finally:
+            # Closing the channel puts every browsed message back, in order.
+            await browser.close()
+
+    async def publisher(self, timeout: float) -> AbstractChannel:
+        if self._publisher is None or self._publisher.is_closed:
+            self._publisher = await self._link.channel(timeout, confirms=True)
+        return self._publisher
+
+    async def send(
+        self,
+        exchange: str,
+        routing_key: str,
+        messages: Sequence[Outgoing],
+        timeout: float,
+    ) -> None:
+        """Publish persistent, mandatory messages and wait for every confirm.
+
+        Past ``timeout`` the publishing channel is closed, so nothing still
+        buffered for it goes out later beside the caller's retry.
+        """
+        if not messages:
+            return
+        channel = await self.publisher(timeout)
+        target = (
+            channel.default_exchange
+            if exchange == ""
+            else await channel.get_exchange(exchange, ensure=False)
+        )
+        sends = [
+            target.publish(
+                aio_pika.Message(
+                    body,
+                    message_id=identifier,
+                    headers=headers,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type="application/json",
+                ),
+                routing_key,
+                mandatory=True,
+                timeout=timeout,
+            )
+            for body, identifier, headers in messages
+        ]
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*sends, return_exceptions=True), timeout
+            )
+        except TimeoutError:
+            self._publisher = None
+            await _close_quietly(channel)
+            raise PublishTimedOut(
+                f"RabbitMQ did not confirm {len(messages)} message(s) within "
+                f"{timeout:.1f}s (PUBLISH_TIMEOUT_MS)"
+            ) from None
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            if channel.is_closed:
+                self._publisher = None
+            raise _publish_error(failures[0], len(failures), exchange or routing_key)
+
+
+def _publish_error(exc: BaseException, count: int, target: str) -> Exception:
+    if isinstance(exc, RabbitMQBrokerError):
+        return exc
+    if isinstance(exc, aio_pika.exceptions.DeliveryError):
+        return PublishNotConfirmed(
+            f"RabbitMQ refused {count} message(s) for {target!r}: {exc}"
+        )
+    if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
+        return PublishNotConfirmed(f"RabbitMQ has no exchange {target!r}: {exc}")
+    if isinstance(exc, aiormq.exceptions.AMQPError | OSError | ConnectionError):
+        return ServerUnreachable(f"connection to RabbitMQ lost while publishing: {exc}")
+    return PublishNotConfirmed(f"publishing to {target!r} failed: {exc!r}")
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    try:
+        await channel.close()
+    except Exception:  # the channel is being given up anyway; logged
+        logger.debug("closing a channel failed", exc_info=True)
