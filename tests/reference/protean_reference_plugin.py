@@ -3,8 +3,9 @@
 `PROTEAN_REFERENCE_REDIS_URI`).
 
 It swaps the generated `tests.conftest.default_settings` (which the
-`broker_settings` fixture returns) for the reference provider's table before any test module imports it, and turns each
-`beyond_protean` / `protean_defect` marker that names the provider (and, with
+`broker_settings` fixture returns) for the reference provider's table before any
+test module imports it, and turns each `beyond_protean` / `protean_defect`
+marker that names the provider (and, with
 `before="0.18"`, the installed Protean release) into a strict expected failure:
 such a test must fail there, and every other test must pass.
 """
