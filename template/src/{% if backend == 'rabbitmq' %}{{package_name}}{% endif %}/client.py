@@ -21,7 +21,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from .config import RabbitMQSettings
+from .config import Address, RabbitMQSettings
 from .errors import CredentialsRefused, RabbitMQBrokerError, ServerUnreachable
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class Link:
         self._refused_logged = False
         self.server_properties: dict[str, Any] = {}
         self.connected_at: float | None = None
+        self._current = 0  # the address that answered last
 
     @property
     def is_open(self) -> bool:
@@ -131,46 +132,68 @@ class Link:
             return self._connection
 
     async def _connect(self, timeout: float) -> AbstractConnection:
-        settings = self.settings
-        address = settings.address
-        try:
-            connection = await asyncio.wait_for(
-                aio_pika.connect(
-                    address.uri,
-                    timeout=timeout,
-                    ssl_context=settings.ssl_context(),
-                    heartbeat=settings.heartbeat,
-                    client_properties={"connection_name": "protean broker"},
-                ),
-                timeout,
+        """Connect to the first address that answers within ``timeout``,
+        beginning with the one that answered last: a cluster's other nodes
+        take over from one that stopped."""
+        deadline = time.monotonic() + timeout
+        addresses = self.settings.addresses
+        reasons = []
+        for turn in range(len(addresses)):
+            index = (self._current + turn) % len(addresses)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                connection = await self._open(addresses[index], left)
+            except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+                if _refusal(exc):
+                    raise self._refused(addresses[index]) from None
+                reasons.append(f"{addresses[index].safe}: {exc or type(exc).__name__}")
+                continue
+            self._current = index
+            self._answered(addresses[index], connection)
+            connection.close_callbacks.add(self._closed)
+            return connection
+        reason = "; ".join(reasons) or f"no answer within {timeout:.1f}s"
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            logger.warning(
+                "RabbitMQ is unreachable: URI=%s (%s)", self.settings.safe_uri, reason
             )
-        except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
-            if _refusal(exc):
-                if not self._refused_logged:
-                    self._refused_logged = True
-                    logger.error(
-                        "RabbitMQ refused the credentials of URI=%s: check the "
-                        "user and password in URI, and that the user may use "
-                        "the virtual host %r",
-                        address.safe,
-                        address.vhost,
-                    )
-                raise CredentialsRefused(
-                    f"RabbitMQ refused the user {address.user!r} on virtual host "
-                    f"{address.vhost!r} (URI={address.safe}): check the user and "
-                    f"password in URI and the user's permissions on the vhost"
-                ) from None
-            reason = str(exc) or type(exc).__name__
-            if self.down_since is None:
-                self.down_since = time.monotonic()
-                logger.warning(
-                    "RabbitMQ is unreachable: URI=%s does not answer (%s)",
-                    address.safe,
-                    reason,
-                )
-            raise ServerUnreachable(
-                f"connection to RabbitMQ at {address.safe} failed: {reason}"
-            ) from None
+        raise ServerUnreachable(
+            f"no RabbitMQ node of URI={self.settings.safe_uri} answered: {reason}"
+        )
+
+    async def _open(self, address: Address, timeout: float) -> AbstractConnection:
+        return await asyncio.wait_for(
+            aio_pika.connect(
+                address.uri,
+                timeout=timeout,
+                ssl_context=self.settings.ssl_context(),
+                heartbeat=self.settings.heartbeat,
+                client_properties={"connection_name": "protean broker"},
+            ),
+            timeout,
+        )
+
+    def _refused(self, address: Address) -> CredentialsRefused:
+        """The error for a refused sign-in, logged once until one succeeds."""
+        if not self._refused_logged:
+            self._refused_logged = True
+            logger.error(
+                "RabbitMQ refused the credentials of URI=%s: check the user and "
+                "password in URI, and that the user may use the virtual host %r",
+                address.safe,
+                address.vhost,
+            )
+        return CredentialsRefused(
+            f"RabbitMQ refused the user {address.user!r} on virtual host "
+            f"{address.vhost!r} (URI={address.safe}): check the user and "
+            f"password in URI and the user's permissions on the vhost"
+        )
+
+    def _answered(self, address: Address, connection: AbstractConnection) -> None:
+        """A connection is open: end the outage's log, note the server."""
         if self.down_since is not None:
             logger.warning(
                 "RabbitMQ answers again at URI=%s after %.1fs unreachable",
@@ -184,8 +207,6 @@ class Link:
         self.server_properties = dict(
             getattr(getattr(transport, "connection", None), "server_properties", {})
         )
-        connection.close_callbacks.add(self._closed)
-        return connection
 
     def _closed(self, *_: Any) -> None:
         self._connection = None

@@ -61,7 +61,7 @@ class Address:
 class RabbitMQSettings:
     """Validated adapter settings; durations are in seconds."""
 
-    address: Address
+    addresses: tuple[Address, ...]
     tls_ca_file: str
     tls_cert_file: str
     tls_key_file: str
@@ -84,9 +84,14 @@ class RabbitMQSettings:
     unclaimed_retention: float
     max_message_bytes: int
 
+    @property
+    def safe_uri(self) -> str:
+        """Every address without its password, for reports."""
+        return ", ".join(address.safe for address in self.addresses)
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for ``amqps://``, None for plain ``amqp://``."""
-        if self.address.scheme != "amqps":
+        if self.addresses[0].scheme != "amqps":
             return None
         context = ssl.create_default_context(cafile=self.tls_ca_file or None)
         if self.tls_cert_file:
@@ -101,9 +106,9 @@ def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
     """Build `RabbitMQSettings` from ``conn_info``; raise ``ConfigurationError``."""
     reader = _Reader(conn_info)
     retry = RetrySettings.read(reader)
-    address = _address(reader)
+    addresses = _addresses(reader)
     settings = RabbitMQSettings(
-        address=address,
+        addresses=addresses,
         tls_ca_file=reader.file("TLS_CA_FILE"),
         tls_cert_file=reader.file("TLS_CERT_FILE"),
         tls_key_file=reader.file("TLS_KEY_FILE"),
@@ -138,7 +143,7 @@ def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
         )
         if value
     ]
-    if tls_keys and address.scheme != "amqps":
+    if tls_keys and addresses[0].scheme != "amqps":
         raise ConfigurationError(
             f"{tls_keys[0]} needs a TLS connection: use an amqps:// URI"
         )
@@ -148,28 +153,49 @@ def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
     return settings
 
 
-def _address(reader: Reader) -> Address:
+def _addresses(reader: Reader) -> tuple[Address, ...]:
+    """``URI``: one node's address, or a list of a cluster's nodes' addresses,
+    tried in turn when the one in use stops answering."""
     value = reader.raw("URI", None)
     if value is None:
         raise ConfigurationError(
             "URI is required for the RabbitMQ broker "
             '(e.g. URI = "amqp://guest:guest@localhost:5672/%2F")'
         )
+    if isinstance(value, str):
+        return (_address("URI", value),)
+    if not isinstance(value, list):
+        raise ConfigurationError(
+            "URI must be a string, or a list of strings (one per cluster node), "
+            f"got {type(value).__name__}"
+        )
+    if not value:
+        raise ConfigurationError("URI is an empty list: give at least one address")
+    addresses = tuple(_address(f"URI[{n}]", item) for n, item in enumerate(value))
+    if len({address.scheme for address in addresses}) > 1:
+        raise ConfigurationError(
+            "URI mixes amqp:// and amqps:// addresses: the TLS_* keys apply to "
+            "every node, so use one scheme for all"
+        )
+    return addresses
+
+
+def _address(key: str, value: Any) -> Address:
     if not isinstance(value, str):
-        raise ConfigurationError(f"URI must be a string, got {type(value).__name__}")
+        raise ConfigurationError(f"{key} must be a string, got {type(value).__name__}")
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
-        raise ConfigurationError(f"URI is not a valid address: {exc}") from None
+        raise ConfigurationError(f"{key} is not a valid address: {exc}") from None
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
         raise ConfigurationError(
-            "URI must be amqp://user:password@host:port/vhost (or amqps://), "
+            f"{key} must be amqp://user:password@host:port/vhost (or amqps://), "
             f"got a {parts.scheme or 'schemeless'} address"
         )
     if parts.query or parts.fragment:
         raise ConfigurationError(
-            "URI takes no query parameters: heartbeats, TLS and timeouts have "
+            f"{key} takes no query parameters: heartbeats, TLS and timeouts have "
             "keys of their own (HEARTBEAT_SECONDS, TLS_*, *_TIMEOUT_MS)"
         )
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
