@@ -297,3 +297,48 @@ def run_generated_tests(
     assert " passed" in summary, summary
     assert "failed" not in summary and "error" not in summary, summary
     return output, [line for line in output.splitlines() if line.startswith("SKIPPED")]
+
+
+def processes_under(folder: Path, program: str) -> list[str]:
+    """Command lines of running processes of ``program`` (a word of their
+    command line: ``kafka.Kafka``, ``beam.smp``) whose files live under ``folder``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        text = b" ".join(args).decode(errors="replace")
+        if program in text and str(folder) in text:
+            found.append(text)
+    return found
+
+
+def check_cluster_module(
+    package: Path, backend: str, program: str, tmp_path: Path, stopwatch: Stopwatch
+) -> None:
+    """A plain `pytest` deselects the package's three-node module; `pytest -m
+    cluster` runs every test in it, as CI does, where none may skip, and no
+    server process of ``program`` outlives it."""
+    module = Path(f"tests/{backend}/test_cluster_faults.py")
+    count = len(re.findall(r"^def test_", (package / module).read_text(), re.M))
+    assert count >= 2
+    with stopwatch.step("install"):
+        bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(package))
+    plain = subprocess.run(
+        [bin_dir / "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", module],
+        cwd=package, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert plain.returncode == 5, plain.stdout  # pytest's "no tests collected"
+    assert f"no tests collected ({count} deselected)" in plain.stdout
+    scratch = tmp_path / "tmp"  # the cluster's nodes keep their files here
+    scratch.mkdir()
+    with stopwatch.step("cluster fault tests"):
+        output, skipped = run_generated_tests(
+            bin_dir, package, "-m", "cluster",
+            env={"TMPDIR": str(scratch), "CI": "true"},
+        )  # fmt: skip
+    summary = output.strip().splitlines()[-1]
+    assert re.match(rf"{count} passed, \d+ deselected in ", summary), output[-4000:]
+    assert not skipped
+    assert not processes_under(scratch, program), "a node outlived the test session"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -10,8 +9,10 @@ import pytest
 
 from tests.conftest import (
     Stopwatch,
+    check_cluster_module,
     check_lint_types_and_build,
     make_venv,
+    processes_under,
     protean_requirement,
     render,
     run_generated_tests,
@@ -23,20 +24,6 @@ pytestmark = [pytest.mark.package, pytest.mark.kafka]
 # The floor the package declares, on the session's broker; the newest release, on
 # the Kafka the package's own tests start (no KAFKA_BOOTSTRAP_SERVERS).
 RELEASES = (("0.15.0", "session broker"), ("0.18.0", "own broker"))
-
-
-def kafka_nodes_under(folder: Path) -> list[str]:
-    """Command lines of running Kafka JVMs whose files live under ``folder``."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:  # exited meanwhile
-            continue
-        text = b" ".join(args).decode(errors="replace")
-        if b"kafka.Kafka" in args and str(folder) in text:
-            found.append(text)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -102,39 +89,13 @@ def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
     )
     assert all(any(a in line for a in allowed) for line in skipped), skipped
     assert "test_restart.py" not in " ".join(skipped)
-    assert not kafka_nodes_under(scratch), "a Kafka node outlived the test session"
+    assert not processes_under(scratch, "kafka.Kafka"), "a Kafka node outlived it"
 
 
 def test_the_cluster_fault_tests_run_when_asked_and_pass_on_three_nodes(
     kafka_package: Path, tmp_path: Path, stopwatch: Stopwatch
 ) -> None:
-    """A plain `pytest` deselects the three-node module; `pytest -m cluster`
-    runs every test in it, in CI, where none may skip."""
-    module = Path("tests/kafka/test_cluster_faults.py")
-    count = len(re.findall(r"^def test_", (kafka_package / module).read_text(), re.M))
-    assert count >= 3
-    with stopwatch.step("install"):
-        bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(kafka_package))
-    plain = subprocess.run(
-        [bin_dir / "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", module],
-        cwd=kafka_package, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert plain.returncode == 5, plain.stdout  # pytest's "no tests collected"
-    assert f"no tests collected ({count} deselected)" in plain.stdout
-    scratch = tmp_path / "tmp"  # the cluster's nodes keep their files here
-    scratch.mkdir()
-    with stopwatch.step("cluster fault tests"):
-        output, skipped = run_generated_tests(
-            bin_dir,
-            kafka_package,
-            "-m",
-            "cluster",
-            env={"TMPDIR": str(scratch), "CI": "true"},
-        )
-    summary = output.strip().splitlines()[-1]
-    assert re.match(rf"{count} passed, \d+ deselected in ", summary), output[-4000:]
-    assert not skipped
-    assert not kafka_nodes_under(scratch), "a Kafka node outlived the test session"
+    check_cluster_module(kafka_package, "kafka", "kafka.Kafka", tmp_path, stopwatch)
 
 
 def test_without_a_jdk_kafka_tests_say_how_to_get_a_broker(

@@ -10,8 +10,10 @@ import pytest
 
 from tests.conftest import (
     Stopwatch,
+    check_cluster_module,
     check_lint_types_and_build,
     make_venv,
+    processes_under,
     protean_requirement,
     render,
     run_generated_tests,
@@ -23,19 +25,6 @@ pytestmark = [pytest.mark.package, pytest.mark.rabbitmq]
 # The newest release the package admits; the floor runs in the generic tests'
 # environment (tests/test_protean_generic_tests.py) and the lower-tier run below.
 RELEASE = "0.18.0"
-
-
-def rabbitmq_nodes_under(folder: Path) -> list[str]:
-    """Command lines of running Erlang VMs whose files live under ``folder``."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # exited meanwhile
-            continue
-        if "beam.smp" in text and str(folder) in text:
-            found.append(text)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +76,13 @@ def test_the_rabbitmq_suite_passes_on_its_own_node_with_nothing_skipped(
         "not promised by this transport",
     )
     assert all(any(a in line for a in allowed) for line in skipped), skipped
-    assert not rabbitmq_nodes_under(scratch), "a RabbitMQ node outlived the session"
+    assert not processes_under(scratch, "beam.smp"), "a node outlived the session"
+
+
+def test_the_cluster_fault_tests_run_when_asked_and_pass_on_three_nodes(
+    rabbitmq_package: Path, tmp_path: Path, stopwatch: Stopwatch
+) -> None:
+    check_cluster_module(rabbitmq_package, "rabbitmq", "beam.smp", tmp_path, stopwatch)
 
 
 def test_without_rabbitmq_server_the_tests_say_how_to_get_one(

@@ -49,6 +49,8 @@ class Topology:
         # Every group declared since the last data reset, across connections.
         self.declared_groups: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
+        # Holding queues found on a node that is down (see `ensure_stream`).
+        self._unavailable: set[str] = set()
         self._copy_pending: set[str] = set()
 
     def forget(self) -> None:
@@ -81,8 +83,27 @@ class Topology:
         await channel.declare_exchange(
             alternate, aio_pika.ExchangeType.FANOUT, durable=True, timeout=timeout
         )
-        queue = await self._declare_queue(holding, self.holding_arguments(stream))
-        await queue.bind(alternate, timeout=timeout)
+        try:
+            queue = await self._declare_queue(holding, self.holding_arguments(stream))
+            await queue.bind(alternate, timeout=timeout)
+            self._unavailable.discard(holding)
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            self._channel = None  # RabbitMQ closed it
+            if not _on_a_node_that_is_down(exc):
+                raise
+            # A classic queue lives on one node of a cluster. Its stream's
+            # groups read and publish on without it: only a group made now
+            # needs what it holds (see `ensure_group`).
+            if holding not in self._unavailable:
+                self._unavailable.add(holding)
+                logger.warning(
+                    "Queue %r is on a RabbitMQ node that is down; streams go on "
+                    "without it, new groups of %r wait for it (%s)",
+                    holding,
+                    stream,
+                    exc,
+                )
+            channel = await self.channel(timeout)
         await channel.declare_exchange(
             exchange,
             aio_pika.ExchangeType.FANOUT,
@@ -125,6 +146,14 @@ class Topology:
         exchange = await self.ensure_stream(stream, timeout)
         await self.ensure_stream(dlq_stream_of(stream), timeout)
         created = not await self.exists(queue_name, timeout)
+        holding = self.names.holding_queue(stream)
+        if created and holding in self._unavailable:
+            self._streams.discard(stream)  # declare it again on the next attempt
+            raise RabbitMQBrokerError(
+                f"the group {group!r} of {stream!r} is new, and the queue keeping "
+                f"what {stream!r} received before it had a group ({holding!r}) is "
+                "on a RabbitMQ node that is down: try again once that node is back"
+            )
         if created:
             # Until the copy is done, a retry (after a timeout) copies again.
             self._copy_pending.add(queue_name)
@@ -266,6 +295,12 @@ class Topology:
             if channel.is_closed:
                 self._publisher = None
             raise _publish_error(failures[0], len(failures), exchange or routing_key)
+
+
+def _on_a_node_that_is_down(exc: aiormq.exceptions.ChannelNotFoundEntity) -> bool:
+    """Whether RabbitMQ refused a classic queue because its node is down: it
+    answers 404 NOT_FOUND, "home node ... is down or inaccessible"."""
+    return "is down or inaccessible" in str(exc)
 
 
 def _publish_error(exc: BaseException, count: int, target: str) -> Exception:
