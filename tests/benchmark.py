@@ -1,13 +1,15 @@
-"""Benchmark the Kafka adapter against raw confluent-kafka and Protean's Redis broker.
+"""Benchmark an adapter against its raw client and Protean's Redis broker.
 
     .venv/bin/python -m tests.benchmark [--messages 10000 100000] [--repeat 3]
+    .venv/bin/python -m tests.benchmark --backend rabbitmq [--messages 10000 100000]
     .venv/bin/python -m tests.benchmark --production [--backlog 20000] [--steady 2000]
 
-Renders the Kafka variant, installs it non-editable with Protean and the Redis
-client in a fresh virtual environment, starts Kafka (the harness, or the broker
-named by KAFKA_BOOTSTRAP_SERVERS) and a throw-away `redis-server`, then runs each
-scenario `--repeat` times per size, each run in a process of its own, and prints
-medians side by side. Not part of the test run: numbers, not pass or fail.
+Renders the Kafka and RabbitMQ variants, installs them non-editable with
+Protean, pika and the Redis client in a fresh virtual environment, starts the
+backend's server (the harness, or the one named by KAFKA_BOOTSTRAP_SERVERS or
+RABBITMQ_URI) and a throw-away `redis-server`, then runs each scenario
+`--repeat` times per size, each run in a process of its own, and prints medians
+side by side. Not part of the test run: numbers, not pass or fail.
 
 `--production` measures instead what users run: an aggregate's events through
 Protean's outbox (in SQLite), `OutboxProcessor`, the broker, a
@@ -32,9 +34,10 @@ from pathlib import Path
 
 from tests.conftest import make_venv, redis_server, snapshot_template
 from tests.kafka_server import KafkaServer
+from tests.rabbitmq_server import RabbitMQNode
 
 WORKER = Path(__file__).with_name("benchmark_worker.py")
-ORDER = [
+KAFKA_ORDER = [
     "raw_publish",
     "kafka_publish",
     "kafka_publish_many",
@@ -55,7 +58,25 @@ LABELS = {
     "redis_read_ack": "Protean Redis broker: read 100 + ack each",
     "engine": "adapter through Protean's Engine, end to end (2,000 msgs)",
     "engine_redis": "Redis broker through Protean's Engine (2,000 msgs)",
+    "raw_pika_publish": "raw pika: publish, a confirm per message",
+    "rabbitmq_publish": "adapter: broker.publish (confirmed)",
+    "rabbitmq_publish_many": "adapter: publish_many, batches of 100 (confirmed)",
+    "raw_pika_consume": "raw pika: consume, prefetch 100, ack each",
+    "rabbitmq_read_ack": "adapter: read 100 + ack each",
+    "engine_rabbitmq": "adapter through Protean's Engine, end to end (2,000 msgs)",
 }
+RABBITMQ_ORDER = [
+    "raw_pika_publish",
+    "rabbitmq_publish",
+    "rabbitmq_publish_many",
+    "redis_publish",
+    "raw_pika_consume",
+    "rabbitmq_read_ack",
+    "redis_read_ack",
+    "engine_rabbitmq",
+    "engine_redis",
+]
+ORDER = {"kafka": KAFKA_ORDER, "rabbitmq": RABBITMQ_ORDER}
 PRODUCTION = ["outbox_kafka", "outbox_redis", "latency_kafka", "latency_redis"]
 PRODUCTION_LABELS = {
     "outbox_kafka": "Kafka adapter",
@@ -67,6 +88,11 @@ RATIOS = [
     ("kafka_read_ack", "redis_read_ack", 1.5),
     ("kafka_read_ack", "raw_consume", None),
     ("engine", "engine_redis", None),
+    ("rabbitmq_publish", "raw_pika_publish", 0.9),
+    ("rabbitmq_publish_many", "rabbitmq_publish", 5.0),
+    ("rabbitmq_read_ack", "redis_read_ack", 2.0),
+    ("rabbitmq_read_ack", "raw_pika_consume", None),
+    ("engine_rabbitmq", "engine_redis", None),
 ]
 
 
@@ -80,21 +106,37 @@ def kafka(workdir: Path) -> Iterator[str]:
         yield server.bootstrap_servers
 
 
+@contextmanager
+def rabbitmq(workdir: Path) -> Iterator[str]:
+    configured = os.environ.get("RABBITMQ_URI")
+    if configured:
+        yield configured
+        return
+    with RabbitMQNode(workdir / "rabbitmq") as node:
+        yield node.uri
+
+
 def prepare(workdir: Path) -> Path:
-    """Render the Kafka variant and install it; return the environment's Python."""
+    """Render the Kafka and RabbitMQ variants and install them; return the
+    environment's Python."""
     import copier
 
     template = snapshot_template(workdir / "template")
-    package = workdir / "protean-kafka-broker"
-    copier.run_copy(
-        str(template),
-        package,
-        data={"broker_name": "kafka", "backend": "kafka"},
-        defaults=True,
-        quiet=True,
-        vcs_ref="HEAD",
+    packages = []
+    for backend in ("kafka", "rabbitmq"):
+        package = workdir / f"protean-{backend}-broker"
+        copier.run_copy(
+            str(template),
+            package,
+            data={"broker_name": backend, "backend": backend},
+            defaults=True,
+            quiet=True,
+            vcs_ref="HEAD",
+        )
+        packages.append(str(package))
+    bin_dir = make_venv(
+        workdir / "venv", *packages, "protean[redis,sqlite]==0.18.0", "pika==1.4.4"
     )
-    bin_dir = make_venv(workdir / "venv", str(package), "protean[redis,sqlite]==0.18.0")
     return bin_dir / "python"
 
 
@@ -102,9 +144,10 @@ def run_scenario(
     python: Path,
     scenario: str,
     messages: int,
-    bootstrap: str,
+    server: str,
     redis_url: str,
     *options: str,
+    backend: str = "kafka",
 ) -> dict[str, float]:
     result = subprocess.run(
         [
@@ -113,8 +156,8 @@ def run_scenario(
             scenario,
             "--messages",
             str(messages),
-            "--bootstrap",
-            bootstrap,
+            "--bootstrap" if backend == "kafka" else "--rabbitmq-uri",
+            server,
             "--redis-url",
             redis_url,
             *options,
@@ -135,7 +178,8 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", nargs="+", choices=ORDER, default=ORDER)
+    parser.add_argument("--backend", choices=sorted(ORDER), default="kafka")
+    parser.add_argument("--only", nargs="+", choices=sorted(LABELS))
     parser.add_argument("--production", action="store_true")
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--steady", type=int, default=2_000, help="events raised")
@@ -152,27 +196,37 @@ def main() -> None:
         production(args)
         return
 
+    args.only = [s for s in ORDER[args.backend] if s in (args.only or LABELS)]
     with tempfile.TemporaryDirectory(prefix="protean-bench-") as tmp:
         workdir = Path(tmp)
-        print("installing the rendered Kafka package ...", file=sys.stderr)
+        print("installing the rendered packages ...", file=sys.stderr)
         python = prepare(workdir)
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        with kafka(workdir) as bootstrap, redis_server(workdir) as redis_url:
-            # A fresh broker's JVM is still compiling its hot paths: the first
-            # scenario would pay for that alone.
-            print("warming up Kafka ...", file=sys.stderr)
-            for scenario in ("raw_publish", "kafka_publish"):
-                run_scenario(python, scenario, 5_000, bootstrap, redis_url)
+        backend = args.backend
+        server_of = kafka if backend == "kafka" else rabbitmq
+        with server_of(workdir) as server, redis_server(workdir) as redis_url:
+            # A fresh server is still warming up (a JVM compiling its hot
+            # paths): the first scenario would pay for that alone.
+            print(f"warming up {backend} ...", file=sys.stderr)
+            for scenario in args.only[:2]:
+                run_scenario(
+                    python, scenario, 2_000, server, redis_url, backend=backend
+                )
             for messages in args.messages:
                 # Interleave the scenarios so slow drift on a noisy machine hits all.
                 for repetition in range(args.repeat):
-                    for scenario in [s for s in ORDER if s in args.only]:
+                    for scenario in args.only:
                         print(
                             f"{scenario} x{messages} #{repetition + 1}", file=sys.stderr
                         )
                         results.setdefault((scenario, messages), []).append(
                             run_scenario(
-                                python, scenario, messages, bootstrap, redis_url
+                                python,
+                                scenario,
+                                messages,
+                                server,
+                                redis_url,
+                                backend=backend,
                             )
                         )
     report(results, args)
@@ -288,7 +342,7 @@ def report(
     )
     print(header)
     print("|" + " --- |" * (1 + 2 * len(sizes)))
-    for scenario in [s for s in ORDER if s in args.only]:
+    for scenario in args.only:
         cells = [
             f"{median(scenario, n, 'rate'):,.0f} | "
             f"{median(scenario, n, 'peak_rss_mib'):,.0f}"

@@ -1,7 +1,8 @@
 """One benchmark scenario in a process of its own, so its peak memory is its own.
 
 Run by `tests/benchmark.py` with the Python of a virtual environment that holds
-the rendered Kafka package, Protean and the Redis client. Prints one JSON line:
+the rendered Kafka and RabbitMQ packages, Protean, pika and the Redis client.
+Prints one JSON line:
 `{"rate": messages per second, "peak_rss_mib": ..., "seconds": ...}`.
 """
 
@@ -150,9 +151,11 @@ def raw_consume(args: argparse.Namespace) -> float:
     return rate
 
 
-def read_and_ack(broker: BaseBroker, stream: str, count: int) -> float:
+def read_and_ack(
+    broker: BaseBroker, stream: str, count: int, group: str | None = None
+) -> float:
     """Read batches of 100 through Protean's API and ack every message."""
-    group = f"bench-{uuid.uuid4().hex[:8]}"
+    group = group or f"bench-{uuid.uuid4().hex[:8]}"
     first: list[tuple[str, dict[str, Any]]] = []
     while not first:  # join the group outside the timing
         first = broker.read(stream, group, BATCH)
@@ -427,6 +430,105 @@ def latency_redis(args: argparse.Namespace) -> dict[str, float]:
     return steady_latency("redis", args, URI=args.redis_url)
 
 
+# -- RabbitMQ -------------------------------------------------------------------
+
+
+def raw_pika_publish(args: argparse.Namespace) -> float:
+    """pika with the adapter's guarantees: a confirm per message, persistent,
+    mandatory, to a fanout exchange bound to a quorum queue."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(args.rabbitmq_uri))
+    channel = connection.channel()
+    name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    channel.exchange_declare(name, "fanout", durable=True)
+    channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(name, name)
+    channel.confirm_delivery()
+    body = json.dumps(PAYLOAD).encode()
+    properties = pika.BasicProperties(delivery_mode=2, message_id="m")
+
+    def work() -> None:
+        for _ in range(args.messages):
+            channel.basic_publish(name, "", body, properties, mandatory=True)
+
+    rate = timed(args.messages, work)
+    channel.queue_delete(name)
+    channel.exchange_delete(name)
+    connection.close()
+    return rate
+
+
+def raw_pika_consume(args: argparse.Namespace) -> float:
+    """pika: consume with a prefetch of 100, ack each message."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(args.rabbitmq_uri))
+    channel = connection.channel()
+    name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.confirm_delivery()
+    body = json.dumps(PAYLOAD).encode()
+    for _ in range(args.messages):
+        channel.basic_publish("", name, body, pika.BasicProperties(delivery_mode=2))
+    channel.basic_qos(prefetch_count=BATCH)
+    received = 0
+
+    def work() -> None:
+        nonlocal received
+        for method, _, message in channel.consume(name, inactivity_timeout=5):
+            if method is None:
+                raise RuntimeError("the queue stopped delivering")
+            json.loads(message)
+            channel.basic_ack(method.delivery_tag)
+            received += 1
+            if received == args.messages:
+                break
+
+    rate = timed(args.messages, work)
+    channel.cancel()
+    channel.queue_delete(name)
+    connection.close()
+    return rate
+
+
+def rabbitmq_publish(args: argparse.Namespace) -> float:
+    """Returns once RabbitMQ confirmed each message."""
+    return publish_each("rabbitmq", args, URI=args.rabbitmq_uri)
+
+
+def rabbitmq_publish_many(args: argparse.Namespace) -> float:
+    """`publish_many`: the confirms of a batch of 100 awaited together."""
+    stream = f"bench::many-{uuid.uuid4().hex[:8]}"
+    with protean_broker("rabbitmq", URI=args.rabbitmq_uri) as broker:
+        broker.publish(stream, payload(-1))
+
+        def work() -> None:
+            for start in range(0, args.messages, BATCH):
+                broker.publish_many(  # type: ignore[attr-defined]
+                    stream, [payload(n) for n in range(start, start + BATCH)]
+                )
+
+        return timed(args.messages, work)
+
+
+def rabbitmq_read_ack(args: argparse.Namespace) -> float:
+    stream = f"bench::read-{uuid.uuid4().hex[:8]}"
+    with protean_broker("rabbitmq", URI=args.rabbitmq_uri) as broker:
+        group = f"bench-{uuid.uuid4().hex[:8]}"
+        broker._ensure_group(group, stream)  # the group's queue takes every message
+        for start in range(0, args.messages, 1000):
+            broker.publish_many(  # type: ignore[attr-defined]
+                stream,
+                [payload(n) for n in range(start, min(start + 1000, args.messages))],
+            )
+        return read_and_ack(broker, stream, args.messages, group)
+
+
+def engine_rabbitmq(args: argparse.Namespace) -> float:
+    return drain_with_engine("rabbitmq", args, URI=args.rabbitmq_uri)
+
+
 def create_topic(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(timeout=30)
@@ -446,6 +548,12 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], float | dict[str, float]]] =
     "outbox_redis": outbox_redis,
     "latency_kafka": latency_kafka,
     "latency_redis": latency_redis,
+    "raw_pika_publish": raw_pika_publish,
+    "rabbitmq_publish": rabbitmq_publish,
+    "rabbitmq_publish_many": rabbitmq_publish_many,
+    "raw_pika_consume": raw_pika_consume,
+    "rabbitmq_read_ack": rabbitmq_read_ack,
+    "engine_rabbitmq": engine_rabbitmq,
 }
 
 
@@ -453,7 +561,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--messages", type=int, required=True)
-    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--bootstrap", default="")
+    parser.add_argument("--rabbitmq-uri", default="")
     parser.add_argument("--redis-url", required=True)
     # Protean's settings on the production path (outbox and stream
     # subscription); the defaults are Protean 0.18's.

@@ -342,3 +342,41 @@ def check_cluster_module(
     assert re.match(rf"{count} passed, \d+ deselected in ", summary), output[-4000:]
     assert not skipped
     assert not processes_under(scratch, program), "a node outlived the test session"
+
+
+NEWEST_PROTEAN = "0.18.0"
+"""The newest Protean release the packages admit."""
+
+
+def check_the_whole_suite(
+    package: Path, server_env: str, program: str, tmp_path: Path, stopwatch: Stopwatch
+) -> list[str]:
+    """Install ``package`` non-editable with the newest Protean and run its
+    whole suite, the servers its own tests start (``server_env`` empty), as in
+    CI: none may fail, no server process of ``program`` may outlive it, and
+    only what the default answers leave out may skip. Returns the skip lines."""
+    assert NEWEST_PROTEAN in protean_requirement(package).specifier
+    with stopwatch.step("install"):
+        bin_dir = make_venv(
+            tmp_path / "venv", *with_dev_tools(package), f"protean=={NEWEST_PROTEAN}"
+        )
+    scratch = tmp_path / "tmp"  # every node the package starts keeps its files here
+    scratch.mkdir()
+    with stopwatch.step("generated tests"):
+        _, skipped = run_generated_tests(
+            bin_dir, package,
+            env={server_env: "", "TMPDIR": str(scratch), "CI": "true"},
+        )  # fmt: skip
+    # The default answers declare everything the adapter implements except
+    # partition leases, so only the partitioning tests may skip, besides the
+    # Observatory check when protean[server] is not installed, and the
+    # conformance tests the backend's conftest snippet lists, with its
+    # reasons, as promises its transport does not make.
+    allowed = (
+        "STREAM_PARTITIONING",
+        "(protean[server])",
+        "not promised by this transport",
+    )
+    assert all(any(a in line for a in allowed) for line in skipped), skipped
+    assert not processes_under(scratch, program), "a server outlived the session"
+    return skipped

@@ -126,7 +126,14 @@ def test_the_release_workflow_builds_what_python_m_build_builds(
         assert members(ours) == members(theirs), ours.name
 
 
-@pytest.mark.parametrize("backend", ["skeleton", "kafka"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "skeleton",
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    ],
+)
 def test_the_lowest_releases_admitted_pass_the_tests(
     template_src: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
@@ -136,6 +143,8 @@ def test_the_lowest_releases_admitted_pass_the_tests(
     env = {"UV_RESOLUTION": "lowest-direct", "UV_PYTHON": "3.11"}
     if backend == "kafka":
         env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("kafka_bootstrap")
+    if backend == "rabbitmq":
+        env["RABBITMQ_URI"] = request.getfixturevalue("rabbitmq_uri")
     run(uv(), "sync", cwd=package, env=env)
     resolved = run(uv(), "pip", "list", "--python", package / ".venv", cwd=package)
     assert re.search(r"^protean\s+0\.15\.0$", resolved, re.MULTILINE), resolved

@@ -11,19 +11,14 @@ from tests.conftest import (
     Stopwatch,
     check_cluster_module,
     check_lint_types_and_build,
+    check_the_whole_suite,
     make_venv,
-    processes_under,
-    protean_requirement,
     render,
     run_generated_tests,
     with_dev_tools,
 )
 
 pytestmark = [pytest.mark.package, pytest.mark.kafka]
-
-# The floor the package declares, on the session's broker; the newest release, on
-# the Kafka the package's own tests start (no KAFKA_BOOTSTRAP_SERVERS).
-RELEASES = (("0.15.0", "session broker"), ("0.18.0", "own broker"))
 
 
 @pytest.fixture(scope="module")
@@ -45,51 +40,15 @@ def test_the_kafka_package_is_lint_and_type_clean_and_builds(
     check_lint_types_and_build(bin_dir, kafka_package, tmp_path / "dist")
 
 
-@pytest.mark.parametrize(("release", "broker"), RELEASES)
-def test_the_kafka_suite_passes_against_real_kafka_with_nothing_skipped(
-    kafka_package: Path,
-    kafka_bootstrap: str,
-    tmp_path: Path,
-    release: str,
-    broker: str,
-    stopwatch: Stopwatch,
+def test_the_kafka_suite_passes_on_its_own_kafka_with_nothing_skipped(
+    kafka_package: Path, tmp_path: Path, stopwatch: Stopwatch
 ) -> None:
-    protean = protean_requirement(kafka_package)
-    assert release in protean.specifier
-    with stopwatch.step("install"):
-        bin_dir = make_venv(
-            tmp_path / "venv", *with_dev_tools(kafka_package), f"protean=={release}"
-        )
-    own = broker == "own broker"
-    scratch = tmp_path / "tmp"  # every node the package starts keeps its files here
-    scratch.mkdir()
-    # The minute-long outage through Protean's outbox runs once, on the newest.
-    selection = () if own else ("-m", "not cluster and not slow")
-    with stopwatch.step("generated tests on Kafka"):
-        _, skipped = run_generated_tests(
-            bin_dir,
-            kafka_package,
-            *selection,
-            env={
-                # Empty reads as unset: the package starts its own node.
-                "KAFKA_BOOTSTRAP_SERVERS": "" if own else kafka_bootstrap,
-                "TMPDIR": str(scratch),
-                "CI": "true",
-            },
-        )
-    # The default Kafka answers declare everything the adapter implements except
-    # partition leases, so only the partitioning tests may skip, besides the
-    # Observatory check when protean[server] is not installed, and the
-    # conformance tests the Kafka snippet lists, with its reasons, as promises
-    # Kafka does not make.
-    allowed = (
-        "STREAM_PARTITIONING",
-        "(protean[server])",
-        "not promised by this transport",
+    """The newest Protean; the floor (Protean 0.15.0, the lowest confluent-kafka)
+    runs the same suite in tests/test_install_paths.py."""
+    skipped = check_the_whole_suite(
+        kafka_package, "KAFKA_BOOTSTRAP_SERVERS", "kafka.Kafka", tmp_path, stopwatch
     )
-    assert all(any(a in line for a in allowed) for line in skipped), skipped
     assert "test_restart.py" not in " ".join(skipped)
-    assert not processes_under(scratch, "kafka.Kafka"), "a Kafka node outlived it"
 
 
 def test_the_cluster_fault_tests_run_when_asked_and_pass_on_three_nodes(

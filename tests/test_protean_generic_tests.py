@@ -73,9 +73,10 @@ def check_every_release(
     cache: Path,
     stopwatch: Stopwatch,
     env: dict[str, str] | None = None,
+    releases: tuple[str, ...] = SHIPPING,
 ) -> dict[str, dict[str, int]]:
     """One environment for the package; Protean swapped in it per release."""
-    admitted = [r for r in SHIPPING if r in protean_requirement(package).specifier]
+    admitted = [r for r in releases if r in protean_requirement(package).specifier]
     with stopwatch.step("install"):
         bin_dir = make_venv(
             tmp_path / "venv", *with_dev_tools(package), f"protean=={admitted[0]}"
@@ -98,10 +99,14 @@ def test_protean_generic_broker_tests_hold_on_the_skeleton(
     stopwatch: Stopwatch,
 ) -> None:
     package = render(template_src, tmp_path / "pkg", capability_tier=tier)
-    outcomes = check_every_release(package, tmp_path, sdist_cache, stopwatch)
-    # Partition leases need 0.17: that tier admits no 0.16.
-    expected = SHIPPING[1:] if tier == "enterprise_streaming" else SHIPPING
-    assert list(outcomes) == list(expected)
+    # Every release on the default tier; the others on the newest, since what
+    # differs between releases is Protean's, and what differs between tiers is
+    # the package's.
+    releases = SHIPPING if tier == "reliable_messaging" else SHIPPING[-1:]
+    outcomes = check_every_release(
+        package, tmp_path, sdist_cache, stopwatch, releases=releases
+    )
+    assert list(outcomes) == list(releases)
     if tier == "basic_pubsub":
         # No consumer groups: every tier above is skipped, never run.
         assert all(o.get("skipped", 0) > 20 for o in outcomes.values()), outcomes

@@ -12,8 +12,8 @@ from tests.conftest import (
     Stopwatch,
     check_cluster_module,
     check_lint_types_and_build,
+    check_the_whole_suite,
     make_venv,
-    processes_under,
     protean_requirement,
     render,
     run_generated_tests,
@@ -21,10 +21,6 @@ from tests.conftest import (
 )
 
 pytestmark = [pytest.mark.package, pytest.mark.rabbitmq]
-
-# The newest release the package admits; the floor runs in the generic tests'
-# environment (tests/test_protean_generic_tests.py) and the lower-tier run below.
-RELEASE = "0.18.0"
 
 
 @pytest.fixture(scope="module")
@@ -51,32 +47,11 @@ def test_the_rabbitmq_package_is_lint_and_type_clean_and_builds(
 def test_the_rabbitmq_suite_passes_on_its_own_node_with_nothing_skipped(
     rabbitmq_package: Path, tmp_path: Path, stopwatch: Stopwatch
 ) -> None:
-    assert RELEASE in protean_requirement(rabbitmq_package).specifier
-    with stopwatch.step("install"):
-        bin_dir = make_venv(
-            tmp_path / "venv", *with_dev_tools(rabbitmq_package), f"protean=={RELEASE}"
-        )
-    scratch = tmp_path / "tmp"  # every node the package starts keeps its files here
-    scratch.mkdir()
-    with stopwatch.step("generated tests on RabbitMQ"):
-        _, skipped = run_generated_tests(
-            bin_dir,
-            rabbitmq_package,
-            # Empty reads as unset: the package starts its own node.
-            env={"RABBITMQ_URI": "", "TMPDIR": str(scratch), "CI": "true"},
-        )
-    # The default answers declare everything the adapter implements except
-    # partition leases, so only the partitioning tests may skip, besides the
-    # Observatory check when protean[server] is not installed, and the
-    # conformance tests the RabbitMQ snippet lists, with its reasons, as
-    # promises RabbitMQ does not make.
-    allowed = (
-        "STREAM_PARTITIONING",
-        "(protean[server])",
-        "not promised by this transport",
+    """The newest Protean; the floor (Protean 0.15.0, the lowest aio-pika) runs
+    the same suite in tests/test_install_paths.py."""
+    check_the_whole_suite(
+        rabbitmq_package, "RABBITMQ_URI", "beam.smp", tmp_path, stopwatch
     )
-    assert all(any(a in line for a in allowed) for line in skipped), skipped
-    assert not processes_under(scratch, "beam.smp"), "a node outlived the session"
 
 
 def test_the_cluster_fault_tests_run_when_asked_and_pass_on_three_nodes(
