@@ -98,6 +98,7 @@ RATIOS = [
 
 @contextmanager
 def kafka(workdir: Path) -> Iterator[str]:
+    """The broker KAFKA_BOOTSTRAP_SERVERS names, or one from the harness."""
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
         yield configured
@@ -108,6 +109,7 @@ def kafka(workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def rabbitmq(workdir: Path) -> Iterator[str]:
+    """The node RABBITMQ_URI names, or one from the harness."""
     configured = os.environ.get("RABBITMQ_URI")
     if configured:
         yield configured

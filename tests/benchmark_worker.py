@@ -95,10 +95,10 @@ def redis_publish(args: argparse.Namespace) -> float:
     return publish_each("redis", args, URI=args.redis_url)
 
 
-def kafka_publish_many(args: argparse.Namespace) -> float:
+def publish_batches(provider: str, args: argparse.Namespace, **settings: Any) -> float:
     """`publish_many`: one confirmation round per batch of 100, same guarantee."""
     stream = f"bench::many-{uuid.uuid4().hex[:8]}"
-    with protean_broker("kafka", BOOTSTRAP_SERVERS=args.bootstrap) as broker:
+    with protean_broker(provider, **settings) as broker:
         broker.publish(stream, payload(-1))
 
         def work() -> None:
@@ -108,6 +108,10 @@ def kafka_publish_many(args: argparse.Namespace) -> float:
                 )
 
         return timed(args.messages, work)
+
+
+def kafka_publish_many(args: argparse.Namespace) -> float:
+    return publish_batches("kafka", args, BOOTSTRAP_SERVERS=args.bootstrap)
 
 
 # -- reading and acknowledging ------------------------------------------------
@@ -498,18 +502,7 @@ def rabbitmq_publish(args: argparse.Namespace) -> float:
 
 
 def rabbitmq_publish_many(args: argparse.Namespace) -> float:
-    """`publish_many`: the confirms of a batch of 100 awaited together."""
-    stream = f"bench::many-{uuid.uuid4().hex[:8]}"
-    with protean_broker("rabbitmq", URI=args.rabbitmq_uri) as broker:
-        broker.publish(stream, payload(-1))
-
-        def work() -> None:
-            for start in range(0, args.messages, BATCH):
-                broker.publish_many(  # type: ignore[attr-defined]
-                    stream, [payload(n) for n in range(start, start + BATCH)]
-                )
-
-        return timed(args.messages, work)
+    return publish_batches("rabbitmq", args, URI=args.rabbitmq_uri)
 
 
 def rabbitmq_read_ack(args: argparse.Namespace) -> float:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -380,3 +380,55 @@ def check_the_whole_suite(
     assert all(any(a in line for a in allowed) for line in skipped), skipped
     assert not processes_under(scratch, program), "a server outlived the session"
     return skipped
+
+
+def check_a_lower_tier(
+    template_src: Path,
+    backend: str,
+    env: Mapping[str, str],
+    tmp_path: Path,
+    *requirements: str,
+) -> None:
+    """``backend`` at ``simple_queuing`` with no extras: its conformance suite
+    skips, naming it, every capability the tier leaves out, and runs the rest."""
+    package = render(
+        template_src,
+        tmp_path / f"protean-{backend}-broker",
+        broker_name=backend,
+        backend=backend,
+        capability_tier="simple_queuing",
+        extra_capabilities=[],
+    )
+    bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(package), *requirements)
+    _, skip_lines = run_generated_tests(
+        bin_dir, package, "tests/conformance", "tests/test_registration.py",
+        env={**env, "CI": "true"},
+    )  # fmt: skip
+    skipped = " ".join(skip_lines)
+    for undeclared in (
+        "ACK_NACK",
+        "BLOCKING_READ",
+        "DEAD_LETTER_QUEUE",
+        "MESSAGE_ORDERING",
+    ):
+        assert f"does not declare {undeclared}" in skipped
+    assert "does not declare CONSUMER_GROUPS" not in skipped
+
+
+def run_without_a_server(
+    bin_dir: Path, package: Path, files: Sequence[str], env: Mapping[str, str]
+) -> str:
+    """Run the package's pytest on ``files`` where it can reach no server and
+    start none (``env``): outside CI the tests skip, saying how to get one; in
+    CI they fail. Returns what the skipping run printed."""
+    command = [str(bin_dir / "pytest"), "-q", "-rs", "-p", "no:cacheprovider", *files]
+    outputs = []
+    for ci, code in (("", 0), ("true", 1)):
+        result = subprocess.run(
+            command, cwd=package, env={**env, "CI": ci},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == code, result.stdout
+        outputs.append(result.stdout)
+    assert "In CI integration tests must run" in outputs[1]
+    return outputs[0]

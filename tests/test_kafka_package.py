@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
     Stopwatch,
+    check_a_lower_tier,
     check_cluster_module,
     check_lint_types_and_build,
     check_the_whole_suite,
     make_venv,
     render,
-    run_generated_tests,
+    run_without_a_server,
     with_dev_tools,
 )
 
@@ -61,55 +61,19 @@ def test_without_a_jdk_kafka_tests_say_how_to_get_a_broker(
     kafka_package: Path, tmp_path: Path
 ) -> None:
     bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(kafka_package))
-    command = [
-        str(bin_dir / "pytest"), "-q", "-rs", "-p", "no:cacheprovider",
-        "tests/test_registration.py", "tests/kafka/test_restart.py",
-    ]  # fmt: skip
     # PATH holds the venv alone: no java, no mvn.
     env = {"PATH": str(bin_dir), "HOME": str(Path.home()), "JAVA_HOME": ""}
-
-    def pytest_output(ci: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            command, cwd=kafka_package, env={**env, "CI": ci},
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-
-    skipping = pytest_output(ci="")
-    assert skipping.returncode == 0, skipping.stdout
-    assert "python -m tests.kafka.kafka_server start" in skipping.stdout
-    assert "docker compose up -d" in skipping.stdout
-    assert "KAFKA_BOOTSTRAP_SERVERS=localhost:9092" in skipping.stdout
-    assert "the restart test starts a Kafka node of its own" in skipping.stdout
-    failing = pytest_output(ci="true")
-    assert failing.returncode == 1, failing.stdout
-    assert "In CI integration tests must run" in failing.stdout
+    files = ["tests/test_registration.py", "tests/kafka/test_restart.py"]
+    skipping = run_without_a_server(bin_dir, kafka_package, files, env)
+    assert "python -m tests.kafka.kafka_server start" in skipping
+    assert "docker compose up -d" in skipping
+    assert "KAFKA_BOOTSTRAP_SERVERS=localhost:9092" in skipping
+    assert "the restart test starts a Kafka node of its own" in skipping
 
 
 def test_a_lower_tier_declares_less_and_its_tests_follow(
     template_src: Path, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    package = render(
-        template_src,
-        tmp_path / "protean-kafka-broker",
-        broker_name="kafka",
-        backend="kafka",
-        capability_tier="simple_queuing",
-        extra_capabilities=[],
+    check_a_lower_tier(
+        template_src, "kafka", {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}, tmp_path
     )
-    bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(package))
-    _, skip_lines = run_generated_tests(
-        bin_dir,
-        package,
-        "tests/conformance",
-        "tests/test_registration.py",
-        env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CI": "true"},
-    )
-    skipped = " ".join(skip_lines)
-    for undeclared in (
-        "ACK_NACK",
-        "BLOCKING_READ",
-        "DEAD_LETTER_QUEUE",
-        "MESSAGE_ORDERING",
-    ):
-        assert f"does not declare {undeclared}" in skipped
-    assert "does not declare CONSUMER_GROUPS" not in skipped
