@@ -363,9 +363,11 @@ class GroupConsumer:
             self._open[delivery.identifier] = delivery
 
     async def _settle(self, message: AbstractIncomingMessage) -> bool:
-        if message.channel.is_closed:
-            return False
         try:
+            # Some aio-pika releases raise ChannelInvalidStateError (a
+            # RuntimeError) for the channel of a message whose channel closed.
+            if message.channel.is_closed:
+                return False
             await message.ack()
         except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
             logger.debug("ack on %s failed: %s", self.queue_name, exc)
