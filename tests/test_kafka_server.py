@@ -117,6 +117,13 @@ def test_produce_and_consume(kafka: KafkaServer) -> None:
 
 
 @pytest.mark.kafka
+def test_a_started_node_has_its_group_coordinator(kafka: KafkaServer) -> None:
+    """A first join right after start() must not wait for __consumer_offsets."""
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    assert "__consumer_offsets" in admin.list_topics(timeout=10).topics
+
+
+@pytest.mark.kafka
 def test_restart_keeps_topic_and_committed_offset(kafka: KafkaServer) -> None:
     topic = "orders"
     create_topic(kafka.bootstrap_servers, topic)

@@ -57,6 +57,8 @@ HOST = "127.0.0.1"
 LOG_TAIL_LINES = 60
 API_VERSIONS_KEY = 18
 PROBE_CORRELATION_ID = 7
+# The group whose offset lookup makes a fresh node create __consumer_offsets.
+WARM_UP_GROUP = "kafka-harness-warm-up"
 
 # Quiet enough to read a failed start-up, without the 2,000-line config dumps.
 LOG4J2_PROPERTIES = """\
@@ -292,6 +294,46 @@ def listed_brokers(
         return set()
 
 
+def wait_for_group_coordinator(
+    bootstrap_servers: str, deadline: float, client: Mapping[str, str] | None = None
+) -> None:
+    """Wait until a group coordinator answers, as a consumer group's join needs.
+
+    A fresh node creates ``__consumer_offsets`` on the first group request and
+    answers ``NOT_COORDINATOR`` until it is up (seconds on a small machine), so
+    a test's first read would wait out its timeout empty. A consumer's
+    ``committed()`` is that first request; an admin call would do too, but its
+    result is built on librdkafka's thread, where a garbage collection that
+    frees a client aborts the process (confluent-kafka-python #2129).
+    """
+    try:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+    except ImportError:
+        return
+    consumer = Consumer(
+        {
+            **(client or {}),
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": WARM_UP_GROUP,
+            "logger": log,
+            "socket.timeout.ms": 2000,
+        }
+    )
+    try:
+        while True:
+            try:
+                consumer.committed([TopicPartition(WARM_UP_GROUP, 0)], timeout=2.0)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise KafkaHarnessError(
+                        f"no group coordinator on {bootstrap_servers}"
+                    ) from None
+                time.sleep(0.2)
+    finally:
+        consumer.close()
+
+
 def pid_alive(pid: int) -> bool:
     """Signal 0 tells whether a process we may not own still exists."""
     try:
@@ -410,6 +452,8 @@ class KafkaServer:
         began = time.monotonic()
         self._launch()
         self._wait_ready(began + self.start_timeout)
+        if not self.voters:  # a cluster member waits with its cluster
+            self._wait_for_coordinator(began + self.start_timeout)
         log.info(
             "Kafka node %s ready on %s in %.1fs",
             self.node_id,
@@ -500,6 +544,16 @@ class KafkaServer:
             raise KafkaHarnessError(
                 f"Kafka not ready in {self.start_timeout:.0f}s; log {self.log_path}:\n"
                 f"{self.log_tail()}"
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_coordinator(self, deadline: float) -> None:
+        """Wait until consumer groups can join here; stop this node on failure."""
+        try:
+            wait_for_group_coordinator(
+                self.bootstrap_servers, deadline, self.client_config()
             )
         except BaseException:
             self.stop()
@@ -646,6 +700,7 @@ class KafkaCluster:
                     server._launch()
             for server in self.servers:
                 server._wait_ready(deadline)
+            wait_for_group_coordinator(self.bootstrap_servers, deadline)
         except BaseException:
             self.stop()
             raise
