@@ -26,6 +26,12 @@ RUNNER = (
 MODULE_NAME = "protean_template_kafka_runner"
 
 
+# Run as a script (`python tests/kafka_server.py start`), this folder, not the
+# repository, is on the path, and the runner imports `tests.local_servers`.
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
 def load_runner() -> ModuleType:
     """Import the template's runner file once per interpreter."""
     if MODULE_NAME in sys.modules:

@@ -26,6 +26,12 @@ RUNNER = (
 MODULE_NAME = "protean_template_rabbitmq_runner"
 
 
+# Run as a script (`python tests/rabbitmq_server.py start`), this folder, not the
+# repository, is on the path, and the runner imports `tests.local_servers`.
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
 def load_runner() -> ModuleType:
     """Import the template's runner file once per interpreter."""
     if MODULE_NAME in sys.modules:
@@ -44,14 +50,10 @@ def load_runner() -> ModuleType:
 runner = load_runner()
 HOST: str = runner.HOST
 Epmd = runner.Epmd
-Guard = runner.Guard
-ProcessGroup = runner.ProcessGroup
 RabbitMQCluster = runner.RabbitMQCluster
 RabbitMQHarnessError = runner.RabbitMQHarnessError
 RabbitMQNode = runner.RabbitMQNode
 amqp_ready = runner.amqp_ready
-ephemeral_ports = runner.ephemeral_ports
-free_ports = runner.free_ports
 group_alive = runner.group_alive
 missing_tools = runner.missing_tools
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +171,45 @@ def test_cluster_survives_losing_the_leader() -> None:
             for _ in range(2)
         ]
         assert values == [b"before", b"after"]
+
+
+ABANDONING = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from tests.kafka_server import KafkaServer
+server = KafkaServer()
+server.start()
+print(server.pid, server.data_dir, flush=True)
+time.sleep(600)
+"""
+
+
+def jvm_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.kafka
+def test_a_killed_test_process_leaves_no_broker_and_no_data_behind() -> None:
+    """SIGKILL (like SIGTERM or a crash) skips atexit: the node's guard ends
+    its JVM then, and deletes the temporary folder it made."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", ABANDONING, str(REPO_ROOT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        pid_text, data_dir = child.stdout.readline().split()
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    pid = int(pid_text)
+    deadline = time.monotonic() + 60
+    while (jvm_alive(pid) or Path(data_dir).exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not jvm_alive(pid)
+    assert not Path(data_dir).exists()

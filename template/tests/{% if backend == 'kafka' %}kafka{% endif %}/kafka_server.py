@@ -50,10 +50,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.local_servers import HOST, Guard, ProcessGroup, free_ports, recv_exact
+
 POM = Path(__file__).resolve().parent / "pom.xml"
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
-HOST = "127.0.0.1"
 LOG_TAIL_LINES = 60
 API_VERSIONS_KEY = 18
 PROBE_CORRELATION_ID = 7
@@ -217,15 +218,6 @@ def ensure_artifacts() -> Path:
     return lib
 
 
-def free_ports(count: int) -> list[int]:
-    """Ask the kernel for distinct loopback ports nothing listens on right now."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-
-
 def random_cluster_id() -> str:
     """Make a Kafka UUID as the storage tool's ``random-uuid`` does, minus a JVM."""
     while True:
@@ -248,23 +240,13 @@ def api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             sock.sendall(struct.pack(">i", len(header)) + header)
-            size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+            size = struct.unpack(">i", recv_exact(sock, 4))[0]
             correlation_id, error_code = struct.unpack(
-                ">ih", _recv_exact(sock, size)[:6]
+                ">ih", recv_exact(sock, size)[:6]
             )
     except (OSError, struct.error):
         return False
     return bool(correlation_id == PROBE_CORRELATION_ID and error_code == 0)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed mid-response")
-        data += chunk
-    return data
 
 
 def listed_brokers(
@@ -406,6 +388,10 @@ class KafkaServer:
                 )
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._guard: Guard | None = None
+        # What the guard deletes if this process dies: temporary folders only,
+        # the first with all it holds, the others once empty.
+        self.temporary_dirs: list[Path] = [self.data_dir] if self._own_dir else []
 
     @property
     def bootstrap_servers(self) -> str:
@@ -481,6 +467,9 @@ class KafkaServer:
                 os.kill(self.pid, signal.SIGKILL)
                 self._wait_exit(10.0)
         atexit.unregister(self.stop)
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
         self.pid = None
         self._proc = None
 
@@ -515,7 +504,12 @@ class KafkaServer:
             )
         self.pid = self._proc.pid
         if not self.detach:  # its own session survives us: don't leak a JVM
-            atexit.register(self.stop)
+            atexit.register(self.stop)  # stopped as usual on a normal exit,
+            # by the guard on SIGKILL, SIGTERM or a crash, which skip atexit
+            temporary = self.temporary_dirs
+            self._guard = Guard(
+                ProcessGroup(self.pid), 0 if temporary else self.stop_timeout, temporary
+            )
 
     def _wait_exit(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -673,6 +667,9 @@ class KafkaCluster:
             )
             for node in voters
         ]
+        if self._own_dir:
+            for server in self.servers:
+                server.temporary_dirs = [server.data_dir, self.data_dir]
 
     @property
     def bootstrap_servers(self) -> str:

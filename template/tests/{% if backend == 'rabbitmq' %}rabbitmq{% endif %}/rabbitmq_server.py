@@ -32,7 +32,6 @@ import fcntl
 import json
 import logging
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -47,7 +46,16 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-HOST = "127.0.0.1"
+from tests.local_servers import (
+    HOST,
+    PROC,
+    Guard,
+    ProcessGroup,
+    free_ports,
+    group_alive,
+    recv_exact,
+)
+
 NODE_HOST = "localhost"  # the host part of node names: short names, no DNS
 DEFAULT_SBIN = Path("/usr/lib/rabbitmq/bin")
 LOG_TAIL_LINES = 60
@@ -58,10 +66,6 @@ MANAGEMENT = "rabbitmq_management"
 SYNC_TO_DISK = "mnesia:sync_log(), [ok = dets:sync(T) || T <- dets:all()], ok."
 EPMD_NAMES_REQUEST = b"\x00\x01n"  # length 1, NAMES_REQ (110)
 START_MARKER = "===== starting "
-LOWEST_PORT = 10000  # clear of well-known services' ports
-MIN_ROOM = 1000
-PROC = Path("/proc")
-EPHEMERAL_RANGE_FILE = PROC / "sys" / "net" / "ipv4" / "ip_local_port_range"
 
 log = logging.getLogger(__name__)
 
@@ -123,46 +127,6 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def ephemeral_ports() -> range:
-    """The ports the kernel hands out to outgoing connections and to bind(0)."""
-    try:
-        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
-    except (OSError, ValueError):  # not Linux: the IANA range
-        low, high = 49152, 65535
-    return range(low, high + 1)
-
-
-_handed_out: set[int] = set()
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports nothing is bound to right now, picked at random
-    below the kernel's ephemeral range.
-
-    A port the kernel picked (bind to port 0) is free only until the next
-    outgoing connection takes it as its own end, and a node binds its ports
-    seconds later, and again at each restart while clients reconnect; the
-    ports below that range are never handed out that way. No port is given
-    twice in one process, so nodes built together never share one.
-    """
-    ports: list[int] = []
-    below = ephemeral_ports().start
-    # A kernel configured to hand out (nearly) every port leaves no such room.
-    top = below if below - LOWEST_PORT >= MIN_ROOM else 65536
-    while len(ports) < count:
-        port = random.randrange(LOWEST_PORT, top)
-        if port in _handed_out:  # to a node of this process not bound yet
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        ports.append(port)
-    return ports
-
-
 def amqp_ready(host: str, port: int, timeout: float = 2.0) -> bool:
     """Whether the server answers an AMQP 0-9-1 protocol header with
     Connection.Start: it then accepts clients. Plain stdlib, so the CLI
@@ -171,78 +135,11 @@ def amqp_ready(host: str, port: int, timeout: float = 2.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             sock.sendall(AMQP_HEADER)
-            frame_type, channel, _size = struct.unpack(">BHI", _recv_exact(sock, 7))
-            method = struct.unpack(">HH", _recv_exact(sock, 4))
+            frame_type, channel, _size = struct.unpack(">BHI", recv_exact(sock, 7))
+            method = struct.unpack(">HH", recv_exact(sock, 4))
     except (OSError, struct.error):
         return False
     return (frame_type, channel, method) == (FRAME_METHOD, 0, CONNECTION_START)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed mid-frame")
-        data += chunk
-    return data
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group (a node's whole process tree) remains."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _started_at(pid: int) -> str | None:
-    """When the kernel started process ``pid`` (None without Linux's /proc):
-    it tells a process from a later one given the same number."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]  # field 22, after "pid (comm)"
-
-
-class ProcessGroup:
-    """A process group the harness started (a node's process tree, an epmd),
-    signalled only while it still is that group: process numbers come round
-    again (32,768 of them on many Linux machines), so its leader's start time
-    is checked too. A group whose leader is gone keeps its number while any
-    member lives, so that number stays its own."""
-
-    def __init__(self, pgid: int) -> None:
-        self.pgid = pgid
-        self.started = _started_at(pgid)
-
-    def alive(self) -> bool:
-        now = _started_at(self.pgid)
-        return (now is None or now == self.started) and group_alive(self.pgid)
-
-    def signal(self, sig: signal.Signals, *, leader_only: bool = False) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                (os.kill if leader_only else os.killpg)(self.pgid, sig)
-
-    def wait_gone(
-        self, timeout: float, child: subprocess.Popen[bytes] | None = None
-    ) -> bool:
-        """Wait until no process of the group is left; reap ``child`` (the
-        leader, when this process started it), whose zombie would count."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if child is not None:
-                child.poll()
-            if not self.alive():
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -251,82 +148,6 @@ def _tail(path: Path, lines: int) -> str:
     except OSError:
         return "(none)"
     return "\n".join(text.splitlines()[-lines:]) or "(empty)"
-
-
-# A guard process per process group the harness starts: it waits for its
-# stdin to close, which happens however this interpreter ends (SIGKILL and
-# SIGTERM included, which skip atexit). Released first, it does nothing;
-# abandoned, it ends the group unless it is gone (SIGTERM to the group's
-# leader first when given a grace period, then SIGKILL) and deletes the
-# temporary folders named after the grace period: the first with all it
-# holds, the others (a cluster's folder) only once empty.
-GUARD = """
-import os, shutil, signal, sys, time
-pgid, started, grace = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-folder, *parents = sys.argv[4:]
-if sys.stdin.buffer.read():
-    sys.exit()  # released
-def ours():  # as ProcessGroup.alive()
-    try:
-        with open(f"/proc/{pgid}/stat") as stat:
-            now = stat.read().rpartition(")")[2].split()[19]
-    except OSError:
-        now = started
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return now == started
-def send(sig, leader_only=False):
-    if ours():
-        try:
-            (os.kill if leader_only else os.killpg)(pgid, sig)
-        except ProcessLookupError:
-            pass
-deadline = time.monotonic() + grace
-if grace:
-    send(signal.SIGTERM, leader_only=True)
-    while ours() and time.monotonic() < deadline:
-        time.sleep(0.1)
-send(signal.SIGKILL)
-deadline = time.monotonic() + 30
-while ours() and time.monotonic() < deadline:
-    time.sleep(0.1)
-if folder:
-    shutil.rmtree(folder, ignore_errors=True)
-for parent in parents:
-    try:
-        os.rmdir(parent)
-    except OSError:
-        pass
-"""
-
-
-class Guard:
-    """Ends a process group if this interpreter dies before it says otherwise."""
-
-    def __init__(
-        self, group: ProcessGroup, grace: float, folders: Sequence[Path] = ()
-    ) -> None:
-        started = group.started or "-"
-        remove = [str(folder) for folder in folders] or [""]
-        arguments = [str(group.pgid), started, str(grace), *remove]
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", GUARD, *arguments],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a ^C to our group must not end it first
-        )
-
-    def release(self) -> None:
-        """The group is gone (or handed over): let the guard exit."""
-        if self._proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self._proc.stdin.write(b"released")
-            self._proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._proc.wait(timeout=10)
 
 
 def _clean_environ() -> dict[str, str]:
@@ -417,7 +238,7 @@ class Epmd:
             with socket.create_connection((HOST, self.port), timeout=1) as sock:
                 sock.settimeout(1)
                 sock.sendall(EPMD_NAMES_REQUEST)
-                (port,) = struct.unpack(">I", _recv_exact(sock, 4))
+                (port,) = struct.unpack(">I", recv_exact(sock, 4))
         except (OSError, struct.error):
             return False
         return bool(port == self.port)
