@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.benchmark [--messages 10000 100000] [--repeat 3]
     .venv/bin/python -m tests.benchmark --backend rabbitmq [--messages 10000 100000]
-    .venv/bin/python -m tests.benchmark --production [--backlog 20000] [--steady 2000]
+    .venv/bin/python -m tests.benchmark --production [--backend rabbitmq] [--rate 200]
 
 Renders the Kafka and RabbitMQ variants, installs them non-editable with
 Protean, pika and the Redis client in a fresh virtual environment, starts the
@@ -77,10 +77,10 @@ RABBITMQ_ORDER = [
     "engine_redis",
 ]
 ORDER = {"kafka": KAFKA_ORDER, "rabbitmq": RABBITMQ_ORDER}
-PRODUCTION = ["outbox_kafka", "outbox_redis", "latency_kafka", "latency_redis"]
 PRODUCTION_LABELS = {
-    "outbox_kafka": "Kafka adapter",
-    "outbox_redis": "Protean Redis broker",
+    "kafka": "Kafka adapter",
+    "rabbitmq": "RabbitMQ adapter",
+    "redis": "Protean Redis broker",
 }
 # (numerator, denominator, target)
 RATIOS = [
@@ -248,12 +248,19 @@ def production(args: argparse.Namespace) -> None:
     if args.settings:
         profiles = {"given": tuple(args.settings)}
     sizes = {"outbox": args.backlog, "latency": args.steady}
+    backend = args.backend
+    scenarios = [
+        f"{kind}_{broker}"
+        for kind in ("outbox", "latency")
+        for broker in (backend, "redis")
+    ]
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="protean-bench-") as tmp:
         workdir = Path(tmp)
-        print("installing the rendered Kafka package ...", file=sys.stderr)
+        print("installing the rendered packages ...", file=sys.stderr)
         python = prepare(workdir)
-        with kafka(workdir) as bootstrap, redis_server(workdir) as redis_url:
+        server_of = kafka if backend == "kafka" else rabbitmq
+        with server_of(workdir) as server, redis_server(workdir) as redis_url:
             for repetition in range(args.repeat):
                 for name, (batch, interval, reads, wait) in profiles.items():
                     options = [
@@ -263,7 +270,7 @@ def production(args: argparse.Namespace) -> None:
                         *("--blocking-timeout-ms", f"{wait:g}"),
                         *("--rate", str(args.rate)),
                     ]
-                    for scenario in PRODUCTION:
+                    for scenario in scenarios:
                         size = sizes[scenario.split("_")[0]]
                         print(
                             f"{name}: {scenario} x{size} #{repetition + 1}",
@@ -274,10 +281,11 @@ def production(args: argparse.Namespace) -> None:
                             python,
                             scenario,
                             size,
-                            bootstrap,
+                            server,
                             redis_url,
                             *options,
                             *("--database", str(database)),
+                            backend=backend,
                         )
                         print(f"  {json.dumps(measured)}", file=sys.stderr)
                         runs.setdefault((name, scenario), []).append(measured)
@@ -291,9 +299,9 @@ def production(args: argparse.Namespace) -> None:
 
     def ratio(name: str, key: str, scenario: str) -> str:
         each = [
-            kafka[key] / redis[key]
-            for kafka, redis in zip(
-                runs[(name, f"{scenario}_kafka")],
+            adapter[key] / redis[key]
+            for adapter, redis in zip(
+                runs[(name, f"{scenario}_{backend}")],
                 runs[(name, f"{scenario}_redis")],
                 strict=True,
             )
@@ -312,19 +320,20 @@ def production(args: argparse.Namespace) -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, values in profiles.items():
         label = f"{name}: {' / '.join(f'{v:g}' for v in values)}"
-        for backend in ("kafka", "redis"):
+        for broker in (backend, "redis"):
             print(
-                f"| {label} | {PRODUCTION_LABELS[f'outbox_{backend}']} "
-                f"| {cells(name, f'outbox_{backend}', 'rate')} "
-                f"| {cells(name, f'latency_{backend}', 'p50_ms')} "
-                f"| {cells(name, f'latency_{backend}', 'p99_ms')} |"
+                f"| {label} | {PRODUCTION_LABELS[broker]} "
+                f"| {cells(name, f'outbox_{broker}', 'rate')} "
+                f"| {cells(name, f'latency_{broker}', 'p50_ms')} "
+                f"| {cells(name, f'latency_{broker}', 'p99_ms')} |"
             )
     print()
+    adapter = PRODUCTION_LABELS[backend].split()[0]
     for name in profiles:
         # Ratios of runs made one after the other, so load hits both alike.
         print(
-            f"{name}: events/s Kafka / Redis {ratio(name, 'rate', 'outbox')} "
-            f"(target >= 1.0x); p99 Kafka / Redis "
+            f"{name}: events/s {adapter} / Redis {ratio(name, 'rate', 'outbox')} "
+            f"(target >= 1.0x); p99 {adapter} / Redis "
             f"{ratio(name, 'p99_ms', 'latency')} (target <= 2.0x)"
         )
 

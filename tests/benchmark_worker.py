@@ -434,6 +434,14 @@ def latency_redis(args: argparse.Namespace) -> dict[str, float]:
     return steady_latency("redis", args, URI=args.redis_url)
 
 
+def outbox_rabbitmq(args: argparse.Namespace) -> dict[str, float]:
+    return drain_outbox_backlog("rabbitmq", args, URI=args.rabbitmq_uri)
+
+
+def latency_rabbitmq(args: argparse.Namespace) -> dict[str, float]:
+    return steady_latency("rabbitmq", args, URI=args.rabbitmq_uri)
+
+
 # -- RabbitMQ -------------------------------------------------------------------
 
 
@@ -541,6 +549,8 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], float | dict[str, float]]] =
     "outbox_redis": outbox_redis,
     "latency_kafka": latency_kafka,
     "latency_redis": latency_redis,
+    "outbox_rabbitmq": outbox_rabbitmq,
+    "latency_rabbitmq": latency_rabbitmq,
     "raw_pika_publish": raw_pika_publish,
     "rabbitmq_publish": rabbitmq_publish,
     "rabbitmq_publish_many": rabbitmq_publish_many,
