@@ -11,6 +11,7 @@ ack, and no client object is ever touched by two threads.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, TimeoutType
 
 from .config import Address, RabbitMQSettings
 from .errors import CredentialsRefused, RabbitMQBrokerError, ServerUnreachable
@@ -41,6 +42,23 @@ class _ReportedHere(logging.Filter):
 
 
 logging.getLogger("aiormq.connection").addFilter(_ReportedHere())
+
+
+class _Connection(aio_pika.Connection):
+    """aio-pika's connection, closed here when an attempt to open it fails.
+
+    Left to ``__del__``, a failed attempt is closed wherever the garbage
+    collector runs, often another thread, where its close coroutine is never
+    awaited (a RuntimeWarning) and the half-opened connection lingers.
+    """
+
+    async def connect(self, timeout: TimeoutType = None) -> None:
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
 
 
 class EventLoopThread:
@@ -172,6 +190,7 @@ class Link:
                 ssl_context=self.settings.ssl_context(),
                 heartbeat=self.settings.heartbeat,
                 client_properties={"connection_name": "protean broker"},
+                connection_class=_Connection,
             ),
             timeout,
         )
