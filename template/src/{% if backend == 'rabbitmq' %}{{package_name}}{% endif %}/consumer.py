@@ -260,6 +260,14 @@ class GroupConsumer:
         non-blocking read) only while the queue has messages ready that have
         not arrived yet.
         """
+        # The acks answered on Protean's threads go out first: what an ack
+        # settled is on the wire before the next read of the group returns,
+        # as if the ack had waited (a process that crashes right after a read
+        # then gets back only what it had not acked).
+        if self._acks:
+            await asyncio.wait(
+                list(self._acks), timeout=self.settings.operation_timeout
+            )
         # Declaring a new group's queue may take longer than a read waits.
         await self.start(self.settings.operation_timeout)
         deadline = time.monotonic() + wait
@@ -376,8 +384,9 @@ class GroupConsumer:
 
         True once the delivery is taken from those held: the loop then writes
         ``basic.ack``, which RabbitMQ never answers (waiting for the write cost
-        Protean's loop about 0.4 ms an ack). A connection lost before the write
-        gives the message back, as it would had the write gone out unread.
+        Protean's loop about 0.4 ms an ack), before the group's next read
+        returns. A connection lost before the write gives the message back,
+        as it would had the write gone out unread.
         """
         delivery = self._open.pop(identifier)
         if delivery is None:
