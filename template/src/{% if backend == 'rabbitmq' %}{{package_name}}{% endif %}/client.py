@@ -60,6 +60,12 @@ class _Connection(aio_pika.Connection):
                 await self.close()
             raise
 
+    def __del__(self) -> None:
+        # Closed here already: aio-pika 10.0 does not count a connection that
+        # never opened as closed, and would make that coroutine again.
+        if not self.close_called:
+            super().__del__()
+
 
 class EventLoopThread:
     """An asyncio loop on a daemon thread, started on first use."""
