@@ -241,10 +241,18 @@ class Link:
         self, timeout: float, *, confirms: bool = False
     ) -> AbstractChannel:
         connection = await self.connection(timeout)
-        return await asyncio.wait_for(
-            connection.channel(publisher_confirms=confirms, on_return_raises=confirms),
-            timeout,
-        )
+        try:
+            return await asyncio.wait_for(
+                connection.channel(
+                    publisher_confirms=confirms, on_return_raises=confirms
+                ),
+                timeout,
+            )
+        except RuntimeError as exc:
+            # aiormq found the connection closed (a server restart) before
+            # aio-pika's close callbacks ran: an outage like any other, which
+            # the next attempt reconnects from.
+            raise ServerUnreachable(f"connection to RabbitMQ lost: {exc}") from exc
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
