@@ -118,6 +118,10 @@ def rabbitmq(workdir: Path) -> Iterator[str]:
         yield node.uri
 
 
+SERVERS = {"kafka": kafka, "rabbitmq": rabbitmq}
+"""Each backend's server for the benchmark, by its --backend name."""
+
+
 def prepare(workdir: Path) -> Path:
     """Render the Kafka and RabbitMQ variants and install them; return the
     environment's Python."""
@@ -205,8 +209,7 @@ def main() -> None:
         python = prepare(workdir)
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
         backend = args.backend
-        server_of = kafka if backend == "kafka" else rabbitmq
-        with server_of(workdir) as server, redis_server(workdir) as redis_url:
+        with SERVERS[backend](workdir) as server, redis_server(workdir) as redis_url:
             # A fresh server is still warming up (a JVM compiling its hot
             # paths): the first scenario would pay for that alone.
             print(f"warming up {backend} ...", file=sys.stderr)
@@ -259,8 +262,7 @@ def production(args: argparse.Namespace) -> None:
         workdir = Path(tmp)
         print("installing the rendered packages ...", file=sys.stderr)
         python = prepare(workdir)
-        server_of = kafka if backend == "kafka" else rabbitmq
-        with server_of(workdir) as server, redis_server(workdir) as redis_url:
+        with SERVERS[backend](workdir) as server, redis_server(workdir) as redis_url:
             for repetition in range(args.repeat):
                 for name, (batch, interval, reads, wait) in profiles.items():
                     options = [

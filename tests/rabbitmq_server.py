@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNER = (
-    Path(__file__).resolve().parents[1]
+    REPO_ROOT
     / "template"
     / "tests"
     / "{% if backend == 'rabbitmq' %}rabbitmq{% endif %}"
@@ -28,8 +29,8 @@ MODULE_NAME = "protean_template_rabbitmq_runner"
 
 # Run as a script (`python tests/rabbitmq_server.py start`), this folder, not the
 # repository, is on the path, and the runner imports `tests.local_servers`.
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 def load_runner() -> ModuleType:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from tests.kafka_server import (
     api_versions_ok,
     kafka_version,
 )
+from tests.local_servers import group_alive
 
 # Every file that names the Kafka version generated packages run.
 IMAGE_TAGS = (
@@ -184,14 +184,6 @@ time.sleep(600)
 """
 
 
-def jvm_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.kafka
 def test_a_killed_test_process_leaves_no_broker_and_no_data_behind() -> None:
     """SIGKILL (like SIGTERM or a crash) skips atexit: the node's guard ends
@@ -209,7 +201,7 @@ def test_a_killed_test_process_leaves_no_broker_and_no_data_behind() -> None:
         child.wait(timeout=30)
     pid = int(pid_text)
     deadline = time.monotonic() + 60
-    while (jvm_alive(pid) or Path(data_dir).exists()) and time.monotonic() < deadline:
+    while (group_alive(pid) or Path(data_dir).exists()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not jvm_alive(pid)
+    assert not group_alive(pid)
     assert not Path(data_dir).exists()
