@@ -118,6 +118,18 @@ def test_ruff_finds_nothing_to_fix_or_reformat(rendered: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_longer_broker_name_leaves_ruff_nothing_to_fix_or_reformat(
+    template_src: Path, tmp_path: Path, backend: str
+) -> None:
+    """Lines that hold the broker's name are laid out for names of up to eight
+    characters, not only for the matrix's "acme"."""
+    package = render(
+        template_src, tmp_path / "pkg", broker_name="acme_bus", backend=backend
+    )
+    test_ruff_finds_nothing_to_fix_or_reformat(package)
+
+
 @pytest.mark.parametrize(
     ("license", "first_line", "spdx"),
     [
