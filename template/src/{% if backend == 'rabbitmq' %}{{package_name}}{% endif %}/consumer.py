@@ -4,7 +4,8 @@ A `GroupConsumer` holds an AMQP consumer on the group's queue, with at most
 ``PREFETCH`` unacked deliveries. Protean's ack and nack map onto them:
 
 * an ack settles exactly that delivery, from the caller's thread: it answers
-  at once and leaves the loop to write ``basic.ack`` (which has no reply);
+  at once and leaves the loop to write ``basic.ack`` (which has no reply),
+  many acks in one frame where it can (see `acks`);
 * a nack holds the delivery (still unacked on the server, so a crash gives it
   back) and hands it out again, same identifier, after the backoff, instead of
   requeueing it, which would loop without delay and lose its place;
@@ -34,6 +35,7 @@ from typing import Any
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from .acks import Acks
 from .client import Link
 from .config import RabbitMQSettings
 from .errors import RabbitMQBrokerError
@@ -146,7 +148,7 @@ class GroupConsumer:
         self._arrived = asyncio.Event()
         self._open = OpenDeliveries()
         self._loop = asyncio.get_running_loop()
-        self._acks: set[asyncio.Task[bool]] = set()  # written, not yet drained
+        self._acks = Acks(self._loop)
         self._sweeper: asyncio.Task[None] | None = None
         self._tag = ""
         self._narrow = False
@@ -219,6 +221,7 @@ class GroupConsumer:
                     logger.debug("housekeeping of %s failed", self.queue_name)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._acks.delivered(message)
         self._arrivals.append(message.message_id or "")
         self._ready.append(message)
         self._received[id(message)] = time.monotonic()
@@ -236,6 +239,7 @@ class GroupConsumer:
         self._ready.clear()
         self._received.clear()
         self._open.clear()
+        self._acks.reset()
         self._channel = None
 
     async def stop(self) -> None:
@@ -264,10 +268,7 @@ class GroupConsumer:
         # settled is on the wire before the next read of the group returns,
         # as if the ack had waited (a process that crashes right after a read
         # then gets back only what it had not acked).
-        if self._acks:
-            await asyncio.wait(
-                list(self._acks), timeout=self.settings.operation_timeout
-            )
+        await self._acks.drained(self.settings.operation_timeout)
         # Declaring a new group's queue may take longer than a read waits.
         await self.start(self.settings.operation_timeout)
         deadline = time.monotonic() + wait
@@ -350,7 +351,7 @@ class GroupConsumer:
         only = header_text(headers, HEADER_ONLY_GROUP)
         identifier = message.message_id or ""
         if (only and only != self.group) or identifier in self._open:
-            await self._settle(message)
+            await self._acks.ack(message)
             return None
         payload = decode_payload(message.body)
         attempts = header_int(headers, "x-delivery-count") + header_int(
@@ -362,7 +363,7 @@ class GroupConsumer:
             )
             return None
         if self._auto_ack:
-            await self._settle(message)
+            await self._acks.ack(message)
             return Delivery(message, identifier, payload, attempts, received)
         wait = header_int(headers, HEADER_NOT_BEFORE) / 1000 - time.time()
         if wait > 0:  # put back while waiting for its retry: wait on
@@ -389,18 +390,7 @@ class GroupConsumer:
         as it would had the write gone out unread.
         """
         delivery = self._open.pop(identifier)
-        if delivery is None:
-            return False
-        try:
-            self._loop.call_soon_threadsafe(self._write_ack, delivery.message)
-        except RuntimeError:  # the broker closed: its channel is gone too
-            return False
-        return True
-
-    def _write_ack(self, message: AbstractIncomingMessage) -> None:
-        task = self._loop.create_task(self._settle(message))
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
+        return delivery is not None and self._acks.ack_soon(delivery.message)
 
     async def nack(self, identifier: str) -> bool:
         delivery = self._open.get(identifier)
@@ -431,18 +421,6 @@ class GroupConsumer:
             delivery.due = time.monotonic() + retry.backoff(delivery.attempts)
             self._open.add(delivery)
 
-    async def _settle(self, message: AbstractIncomingMessage) -> bool:
-        try:
-            # Some aio-pika releases raise ChannelInvalidStateError (a
-            # RuntimeError) for the channel of a message whose channel closed.
-            if message.channel.is_closed:
-                return False
-            await message.ack()
-        except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
-            logger.debug("ack on %s failed: %s", self.queue_name, exc)
-            return False
-        return True
-
     async def _dead_letter_message(
         self,
         message: AbstractIncomingMessage,
@@ -460,7 +438,7 @@ class GroupConsumer:
                 self.group,
                 reason,
             )
-            return await self._settle(message)
+            return await self._acks.ack(message)
         headers: dict[str, Any] = {
             HEADER_ORIGINAL_ID: identifier,
             HEADER_STREAM: self.stream,
@@ -493,7 +471,7 @@ class GroupConsumer:
             reason,
         )
         self.dead_lettered += 1
-        return await self._settle(message)
+        return await self._acks.ack(message)
 
     # -- staying under consumer_timeout -----------------------------------------
 
@@ -546,7 +524,7 @@ class GroupConsumer:
         except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
             logger.warning("Could not put %s back in its queue: %s", identifier, exc)
             return
-        await self._settle(message)
+        await self._acks.ack(message)
 
     # -- figures --------------------------------------------------------------
 

@@ -1,0 +1,133 @@
+"""The acks of one consumer channel, gathered and written in as few frames as
+AMQP allows.
+
+Protean acks each message from its own threads and expects no wait. Waking the
+loop and writing one ``basic.ack`` frame per message cost more than reading the
+message did, so acks queue here and the loop writes all that queued since it
+last woke: the unbroken run at the start of what the channel has outstanding
+as one ``basic.ack`` with ``multiple`` set, and each other ack alone.
+``multiple`` settles every outstanding delivery up to its tag, so the run is
+taken only over deliveries this channel knows are outstanding: every delivery
+is noted on arrival, and every ack of the channel goes through here.
+
+All but `Acks.ack_soon` run on the broker's loop thread.
+"""
+
+import asyncio
+import logging
+import threading
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import AbstractChannel
+
+logger = logging.getLogger(__name__)
+
+
+class Acks:
+    """Outstanding deliveries of one channel, and the acks still to write."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._queued: list[AbstractIncomingMessage] = []
+        self._wake_scheduled = False
+        self._channel: AbstractChannel | None = None
+        # Delivery tags not acked yet, in the order they arrived (tags only grow
+        # on a channel). Only the loop thread touches it.
+        self._outstanding: dict[int, None] = {}
+        self._writing = asyncio.Lock()
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    def delivered(self, message: AbstractIncomingMessage) -> None:
+        """Note a delivery as outstanding on its channel."""
+        try:
+            channel = message.channel
+        except RuntimeError:  # closed as it arrived: the server takes it back
+            return
+        if channel is not self._channel:
+            self._outstanding.clear()
+            self._channel = channel
+        if message.delivery_tag is not None:
+            self._outstanding[message.delivery_tag] = None
+
+    def reset(self) -> None:
+        """The channel is gone: the server gave its deliveries back."""
+        with self._lock:
+            self._queued.clear()
+        self._outstanding.clear()
+        self._channel = None
+
+    def ack_soon(self, message: AbstractIncomingMessage) -> bool:
+        """Queue an ack from any thread; the loop writes it when it next wakes.
+        False if the loop has stopped."""
+        with self._lock:
+            self._queued.append(message)
+            wake = not self._wake_scheduled
+            self._wake_scheduled = True
+        if wake:
+            try:
+                self._loop.call_soon_threadsafe(self._flush_soon)
+            except RuntimeError:  # the broker closed, and its channels with it
+                return False
+        return True
+
+    def _flush_soon(self) -> None:
+        task = self._loop.create_task(self.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def ack(self, message: AbstractIncomingMessage) -> bool:
+        """Ack one delivery and wait for the write; False if its channel is gone."""
+        with self._lock:
+            self._queued.append(message)
+        await self.flush()
+        return self._open(message)
+
+    async def drained(self, timeout: float) -> None:
+        """Return once every ack queued so far is written, or after ``timeout``
+        (a write cut short is not lost: it goes on in the background)."""
+        self._flush_soon()
+        await asyncio.wait(list(self._flushes), timeout=timeout)
+
+    async def flush(self) -> None:
+        """Write every queued ack, in as few frames as the outstanding
+        deliveries allow."""
+        async with self._writing:
+            with self._lock:
+                queued, self._queued = self._queued, []
+                self._wake_scheduled = False
+            channel = self._channel
+            tags = {
+                m.delivery_tag
+                for m in queued
+                if m.delivery_tag is not None and self._open(m)
+            }
+            if channel is None or not tags:
+                return
+            run = []
+            for tag in self._outstanding:
+                if tag not in tags:
+                    break
+                run.append(tag)
+            frames = [(run[-1], len(run) > 1)] if run else []
+            for tag in run:
+                del self._outstanding[tag]
+                tags.discard(tag)
+            for tag in sorted(t for t in tags if t in self._outstanding):
+                del self._outstanding[tag]
+                frames.append((tag, False))
+            try:
+                for tag, multiple in frames:
+                    await channel.basic_ack(tag, multiple=multiple)
+            except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
+                # The channel closed under the write: the server requeues
+                # what it holds, as if the acks had not been sent.
+                logger.debug("ack on a closing channel failed: %s", exc)
+
+    def _open(self, message: AbstractIncomingMessage) -> bool:
+        """Whether ``message`` came on the channel in use, and it is open."""
+        try:
+            return message.channel is self._channel
+        except RuntimeError:  # aio-pika: ChannelInvalidStateError, closed
+            return False
