@@ -18,8 +18,7 @@ import logging
 import threading
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
-from aiormq.abc import AbstractChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class Acks:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._queued: list[AbstractIncomingMessage] = []
+        self._queued: list[DeliveredMessage] = []
         self._wake_scheduled = False
         self._channel: AbstractChannel | None = None
         # Delivery tags not acked yet, in the order they arrived (tags only grow
@@ -39,12 +38,9 @@ class Acks:
         self._writing = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
 
-    def delivered(self, message: AbstractIncomingMessage) -> None:
+    def delivered(self, message: DeliveredMessage) -> None:
         """Note a delivery as outstanding on its channel."""
-        try:
-            channel = message.channel
-        except RuntimeError:  # closed as it arrived: the server takes it back
-            return
+        channel = message.channel
         if channel is not self._channel:
             self._outstanding.clear()
             self._channel = channel
@@ -58,7 +54,7 @@ class Acks:
         self._outstanding.clear()
         self._channel = None
 
-    def ack_soon(self, message: AbstractIncomingMessage) -> bool:
+    def ack_soon(self, message: DeliveredMessage) -> bool:
         """Queue an ack from any thread; the loop writes it when it next wakes.
         False if the loop has stopped."""
         with self._lock:
@@ -77,7 +73,7 @@ class Acks:
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def ack(self, message: AbstractIncomingMessage) -> bool:
+    async def ack(self, message: DeliveredMessage) -> bool:
         """Ack one delivery and wait for the write; False if its channel is gone."""
         with self._lock:
             self._queued.append(message)
@@ -125,9 +121,6 @@ class Acks:
                 # what it holds, as if the acks had not been sent.
                 logger.debug("ack on a closing channel failed: %s", exc)
 
-    def _open(self, message: AbstractIncomingMessage) -> bool:
+    def _open(self, message: DeliveredMessage) -> bool:
         """Whether ``message`` came on the channel in use, and it is open."""
-        try:
-            return message.channel is self._channel
-        except RuntimeError:  # aio-pika: ChannelInvalidStateError, closed
-            return False
+        return message.channel is self._channel and not message.channel.is_closed
