@@ -41,9 +41,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -126,6 +129,15 @@ class GroupConsumer:
         self._lock = threading.RLock()
         self._polling = threading.Lock()
         self._partitions: dict[int, PartitionOffsets] = {}
+        # Each partition's committed offset when it was assigned, where a
+        # rewind starts if nothing of it was received yet (`_rewind`).
+        self._starts: dict[int, int] = {}
+        reset = str(config.get("auto.offset.reset", "latest"))
+        self._reset_to = (
+            OFFSET_BEGINNING
+            if reset in ("earliest", "smallest", "beginning")
+            else OFFSET_END
+        )
         self._joined = False
         self._closed = False
         self._ready: deque[Delivery] = deque()
@@ -180,9 +192,10 @@ class GroupConsumer:
             found = self.consumer.committed(
                 partitions, timeout=self._settings.operation_timeout
             )
-        except KafkaException as exc:
+        except (KafkaException, RuntimeError) as exc:
             logger.warning("Kafka consumer %s: no commit metadata: %s", self.group, exc)
             return {}
+        self._starts.update({tp.partition: tp.offset for tp in found if tp.offset >= 0})
         return {tp.partition: tp.metadata for tp in found if tp.metadata is not None}
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -276,7 +289,9 @@ class GroupConsumer:
                 self._release_due()
                 missing = count - len(self._ready)
             if missing > 0:
-                self._accept_all(self.consumer.consume(missing, 0))
+                self._accept_all(
+                    self._fetch(partial(self.consumer.consume, missing, 0))
+                )
             batch = self._hand_out_ready(count)
             left = deadline - time.monotonic()
             if batch or left <= 0:
@@ -287,10 +302,47 @@ class GroupConsumer:
                 left = min(left, self._schedule.until_next())
             if self._credentials.refusal() is not None:
                 return []  # nothing can arrive; the refusal was logged
-            message = self.consumer.poll(left)
-            if message is not None:
-                self._accept_all([message])
+            self._accept_all(self._fetch(partial(self._poll, left)))
         return []
+
+    def _fetch(self, call: Callable[[], list[Message]]) -> list[Message]:
+        """``consume`` or ``poll``, which also run callbacks (rebalances, logs,
+        errors). When one of those raises, confluent-kafka drops the records
+        the call fetched and raises, and librdkafka's position is already past
+        them: rewind every partition to its first record not received here,
+        or they would never be delivered."""
+        try:
+            return call()
+        except Exception:
+            self._rewind()
+            raise
+
+    def _poll(self, timeout: float) -> list[Message]:
+        message = self.consumer.poll(timeout)
+        return [] if message is None else [message]
+
+    def _rewind(self) -> None:
+        with self._lock:
+            targets = [
+                TopicPartition(
+                    self.topic,
+                    partition,
+                    tracker.next_offset
+                    if tracker.next_offset is not None
+                    else self._starts.get(partition, self._reset_to),
+                )
+                for partition, tracker in self._partitions.items()
+            ]
+        for target in targets:
+            try:
+                self.consumer.seek(target)
+            except KafkaException as exc:
+                logger.warning(
+                    "Kafka consumer %s: could not rewind partition %s: %s",
+                    self.group,
+                    target.partition,
+                    exc,
+                )
 
     def _hand_out_ready(
         self, count: int, committing: bool = True
