@@ -13,6 +13,7 @@ with `ClusterUnreachable` while no broker answers.
 """
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -76,12 +77,28 @@ class Cluster:
     ) -> None:
         self._credentials = credentials
         self._reachability = reachability
-        watched: dict[str, Any] = {**config, "error_cb": self._on_error}
-        self._admin = AdminClient(watched)
+        self._watched: dict[str, Any] = {**config, "error_cb": self._on_error}
+        self._admin: AdminClient | None = AdminClient(self._watched)
+        self._admin_lock = threading.Lock()
         self._settings = settings
         self._timeout = settings.operation_timeout
         self._ready: set[str] = set()
         reachability.probe_with(self.probe)
+
+    def _client(self) -> AdminClient:
+        """The admin client, made again on first use after `close`."""
+        with self._admin_lock:
+            if self._admin is None:
+                self._admin = AdminClient(self._watched)
+            return self._admin
+
+    def close(self) -> None:
+        """Let the admin client go, so its librdkafka threads and connections
+        end now. Its error callback refers back here, a cycle through a C
+        object that the garbage collector never frees: without this, each
+        closed broker would keep them until the interpreter exits."""
+        with self._admin_lock:
+            self._admin = None
 
     def _on_error(self, error: KafkaError) -> None:
         # librdkafka logs these itself and retries; refusals and outages are
@@ -102,8 +119,9 @@ class Cluster:
         deadline = time.monotonic() + timeout + _GRACE
         # Also when it is answered after this call gave up.
         future.add_done_callback(self._on_answer)
+        admin = self._client()
         while True:
-            self._admin.poll(0)
+            admin.poll(0)
             if future.done():
                 return future.result()  # raises what Kafka answered
             refused = self._credentials.refusal()
@@ -129,7 +147,7 @@ class Cluster:
     def probe(self) -> Future[Any]:
         """Ask for the cluster's description, without waiting for it; an
         answer tells the watches that Kafka answers."""
-        future: Future[Any] = self._admin.describe_cluster(
+        future: Future[Any] = self._client().describe_cluster(
             request_timeout=self._settings.ping_timeout
         )
         future.add_done_callback(self._on_answer)
@@ -138,13 +156,14 @@ class Cluster:
     def _metadata(self, topic: str | None, timeout: float) -> Any:
         """``list_topics``, which blocks: asked only while the credentials are
         not known to be refused."""
-        self._admin.poll(0)
+        admin = self._client()
+        admin.poll(0)
         refused = self._credentials.refusal()
         if refused is not None:
             raise refused
         if topic is None:
-            return self._admin.list_topics(timeout=timeout)
-        return self._admin.list_topics(topic=topic, timeout=timeout)
+            return admin.list_topics(timeout=timeout)
+        return admin.list_topics(topic=topic, timeout=timeout)
 
     def _result(
         self,
@@ -179,7 +198,7 @@ class Cluster:
         """
         if topic in self._ready or not self._settings.create_topics:
             return
-        self._admin.poll(0)  # learn of an outage the clients already reported
+        self._client().poll(0)  # learn of an outage the clients already reported
         if while_reachable and self._reachability.down:
             raise ClusterUnreachable(
                 f"no Kafka broker answers {self._settings.bootstrap_servers}"
@@ -195,7 +214,7 @@ class Cluster:
             replication_factor=self._settings.topic_replication_factor,
             config=config,
         )
-        futures = self._admin.create_topics(
+        futures = self._client().create_topics(
             [new_topic], operation_timeout=timeout, request_timeout=timeout
         )
         try:
@@ -237,7 +256,7 @@ class Cluster:
 
     def describe(self, timeout: float) -> tuple[str | None, list[str]]:
         """Cluster id and the brokers that answered, within ``timeout``."""
-        future = self._admin.describe_cluster(request_timeout=timeout)
+        future = self._client().describe_cluster(request_timeout=timeout)
         try:
             result = self._answer(future, timeout)
         except FutureTimeout:
@@ -253,7 +272,7 @@ class Cluster:
         if not parts:
             return GroupOffsets({}, {})
         request = [ConsumerGroupTopicPartitions(group_id, parts)]
-        listed = self._admin.list_consumer_group_offsets(
+        listed = self._client().list_consumer_group_offsets(
             request, request_timeout=self._timeout
         )
         committed = {
@@ -285,7 +304,7 @@ class Cluster:
     ) -> dict[int, int]:
         if not parts:
             return {}
-        futures = self._admin.list_offsets(
+        futures = self._client().list_offsets(
             {tp: spec for tp in parts}, request_timeout=self._timeout
         )
         return {
@@ -297,7 +316,7 @@ class Cluster:
         """Client ids of the live members of each group (any process)."""
         if not group_ids:
             return {}
-        futures = self._admin.describe_consumer_groups(
+        futures = self._client().describe_consumer_groups(
             group_ids, request_timeout=self._timeout
         )
         members: dict[str, list[str]] = {}
@@ -319,7 +338,7 @@ class Cluster:
         """
         self._ready.difference_update(topics)
         if topics:
-            futures = self._admin.delete_topics(
+            futures = self._client().delete_topics(
                 topics, operation_timeout=self._timeout, request_timeout=self._timeout
             )
             self._settle(futures, KafkaError.UNKNOWN_TOPIC_OR_PART, "delete topic")
@@ -343,7 +362,7 @@ class Cluster:
     def delete_groups(self, group_ids: list[str]) -> None:
         """Delete consumer groups; a missing group is not an error. Never raises."""
         if group_ids:
-            futures = self._admin.delete_consumer_groups(
+            futures = self._client().delete_consumer_groups(
                 group_ids, request_timeout=self._timeout
             )
             self._settle(futures, KafkaError.GROUP_ID_NOT_FOUND, "delete group")

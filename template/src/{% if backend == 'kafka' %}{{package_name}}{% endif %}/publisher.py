@@ -82,7 +82,7 @@ class Publisher:
         # (topic, partition) -> the offset after this producer's last confirmed
         # record: readers of this process know records are there without asking.
         self._ends: dict[tuple[str, int], int] = {}
-        self._producer = Producer(self._config)
+        self._producer: Producer | None = Producer(self._config)
 
     def _on_error(self, error: KafkaError) -> None:
         if self._credentials.report(error) or self._reachability.report(error):
@@ -94,11 +94,14 @@ class Publisher:
             logger.warning("Kafka producer error: %s", error)
 
     def _current(self) -> Producer:
-        """The producer, replaced if librdkafka declared it unusable."""
+        """The producer, replaced if librdkafka declared it unusable, made
+        again on first use after `close`."""
         with self._lock:
             if self._fatal is not None:
                 logger.warning("Replacing Kafka producer after: %s", self._fatal)
                 self._fatal = None
+                self._producer = None
+            if self._producer is None:
                 self._producer = Producer(self._config)
             return self._producer
 
@@ -230,12 +233,19 @@ class Publisher:
                 producer.poll(_POLL_SLICE)
 
     def close(self, timeout: float) -> None:
-        """Wait (bounded) for anything still queued; sends are synchronous, so
-        normally there is nothing. Not at all while Kafka refuses the
-        credentials: nothing queued can be written then."""
-        self._producer.poll(0)
+        """Wait (bounded) for anything still queued, then let the producer go,
+        so its librdkafka threads and connections end now: its error callback
+        refers back here, a cycle the garbage collector never frees. Sends are
+        synchronous, so normally nothing is queued; nothing is waited for
+        while Kafka refuses the credentials, as nothing queued can be written."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        producer.poll(0)
         if self._credentials.refusal() is not None:
             timeout = 0.0
-        remaining = self._producer.flush(timeout)
+        remaining = producer.flush(timeout)
         if remaining:
             logger.warning("%d Kafka record(s) unconfirmed at close", remaining)
+            producer.purge(in_queue=True, in_flight=False, blocking=False)
