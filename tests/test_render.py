@@ -118,15 +118,48 @@ def test_ruff_finds_nothing_to_fix_or_reformat(rendered: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+ACCEPTED_NAMES = {
+    # Every name as short as its validator allows: ruff joins no line that the
+    # template splits for long names.
+    "least": {
+        "broker_name": "ab",
+        "package_name": "p",
+        "class_name": "C",
+        "distribution_name": "d",
+        "description": "D",
+    },
+    # A class name in capitals, which isort sorts as a constant (before
+    # "CAPABILITIES", were the two imported together).
+    "capitals": {"broker_name": "ab", "class_name": "AB"},
+    # Between the matrix's "acme" and the longest names.
+    "medium": {"broker_name": "acme_bus"},
+    # 30 characters, the most broker_name allows: package_name (38) and
+    # distribution_name (45) at their longest defaults.
+    "broker": {"broker_name": "abcdefghij_klmnopqrst_uvwxyz12"},
+    # 30 letters: the longest default class_name (36).
+    "class": {"broker_name": "abcdefghijklmnopqrstuvwxyzabcd"},
+    # Every name at the most its validator allows; a description that wraps.
+    "limits": {
+        "broker_name": "abcdefghij_klmnopqrst_uvwxyz12",
+        "package_name": "p" * 40,
+        "class_name": "C" * 40,
+        "distribution_name": "d" * 50,
+        "description": "A description long enough to wrap, " * 4
+        + "https://example.com/"
+        + "a" * 90,
+    },
+}
+
+
+@pytest.mark.parametrize("names", ACCEPTED_NAMES.values(), ids=ACCEPTED_NAMES.keys())
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_longer_broker_name_leaves_ruff_nothing_to_fix_or_reformat(
-    template_src: Path, tmp_path: Path, backend: str
+def test_every_accepted_name_leaves_ruff_nothing_to_fix_or_reformat(
+    template_src: Path, tmp_path: Path, backend: str, names: dict[str, str]
 ) -> None:
-    """Lines that hold the broker's name are laid out for names of up to eight
-    characters, not only for the matrix's "acme"."""
-    package = render(
-        template_src, tmp_path / "pkg", broker_name="acme_bus", backend=backend
-    )
+    """Lines and imports that hold a name are laid out for the shortest and the
+    longest names the validators accept (and a description that wraps), not
+    only for the matrix's "acme"."""
+    package = render(template_src, tmp_path / "pkg", backend=backend, **names)
     test_ruff_finds_nothing_to_fix_or_reformat(package)
 
 
