@@ -10,7 +10,6 @@ ack, and no client object is ever touched by two threads.
 """
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -81,28 +80,65 @@ class EventLoopThread:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
-                    target=loop.run_forever, name=self._name, daemon=True
+                    target=_serve, args=(loop,), name=self._name, daemon=True
                 )
                 thread.start()
                 self._loop = loop
             return self._loop
 
     def run(self, operation: Coroutine[Any, Any, Result], timeout: float) -> Result:
-        """Run ``operation`` on the loop; wait at most ``timeout`` seconds."""
-        future = asyncio.run_coroutine_threadsafe(operation, self.loop)
+        """Run ``operation`` on the loop; wait at most ``timeout`` seconds.
+
+        A task and a lock: `asyncio.run_coroutine_threadsafe` chains two more
+        futures, which add a fifth to each round trip between the threads.
+        """
+        loop = self.loop
+        finished = threading.Lock()
+        finished.acquire()
+        started: list[asyncio.Task[Result]] = []
+
+        def start() -> None:
+            task = loop.create_task(operation)
+            task.add_done_callback(lambda _: finished.release())
+            started.append(task)
+
         try:
-            return future.result(timeout + _HANDOVER)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # closed by `stop` since `self.loop` returned it
+            raise RabbitMQBrokerError("the RabbitMQ broker is closed") from None
+        if not finished.acquire(timeout=timeout + _HANDOVER):
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: started and started[0].cancel())
             raise RabbitMQBrokerError(
                 f"RabbitMQ operation timed out after {timeout:.1f}s"
-            ) from None
+            )
+        return started[0].result()
 
     def stop(self) -> None:
         with self._lock:
             loop, self._loop = self._loop, None
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(loop.stop)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # closed already
+                loop.call_soon_threadsafe(loop.stop)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """Run ``loop`` until `EventLoopThread.stop`, then close it as `asyncio.run`
+    does: what is still running is cancelled, and the loop's selector and
+    self-pipe are released now rather than by the garbage collector."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(_cancel_the_rest())
+        loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 def _refusal(exc: BaseException) -> bool:
@@ -131,6 +167,7 @@ class Link:
         self._on_lost = on_lost
         self._connection: AbstractConnection | None = None
         self._lock: asyncio.Lock | None = None
+        self._endings: set[asyncio.Task[None]] = set()
         self.down_since: float | None = None
         self._refused_logged = False
         self.server_properties: dict[str, Any] = {}
@@ -233,8 +270,18 @@ class Link:
             getattr(getattr(transport, "connection", None), "server_properties", {})
         )
 
-    def _closed(self, *_: Any) -> None:
-        self._connection = None
+    def _closed(self, connection: AbstractConnection | None, *_: Any) -> None:
+        """The connection ended. aio-pika counts a connection closed only once
+        `close` ran, even after the server or the network ended it: closed here,
+        on the loop, it is not closed later by the garbage collector on
+        whatever thread that runs (where its close coroutine is never awaited).
+        """
+        if connection is None or connection is self._connection:
+            self._connection = None
+        if connection is not None and not connection.close_called:
+            ending = asyncio.get_running_loop().create_task(connection.close())
+            self._endings.add(ending)
+            ending.add_done_callback(self._endings.discard)
         self._on_lost()
 
     async def channel(

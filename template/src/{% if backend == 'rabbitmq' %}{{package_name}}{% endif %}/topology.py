@@ -12,12 +12,14 @@ Everything here runs on the broker's loop thread (see `client`).
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue
+from aiormq import spec
+from aiormq.abc import ConfirmationFrameType
 
 from .client import Link
 from .config import RabbitMQSettings
@@ -259,30 +261,25 @@ class Topology:
         if not messages:
             return
         channel = await self.publisher(timeout)
-        target = (
-            channel.default_exchange
-            if exchange == ""
-            else await channel.get_exchange(exchange, ensure=False)
-        )
-        sends = [
-            target.publish(
-                aio_pika.Message(
-                    body,
+        underlay = await channel.get_underlay_channel()
+        publishes = [
+            underlay.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=spec.Basic.Properties(
                     message_id=identifier,
                     headers=headers,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    delivery_mode=PERSISTENT,
                     content_type="application/json",
                 ),
-                routing_key,
                 mandatory=True,
-                timeout=timeout,
             )
             for body, identifier, headers in messages
         ]
         try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*sends, return_exceptions=True), timeout
-            )
+            async with asyncio.timeout(timeout):
+                results = await _settled(publishes)
         except TimeoutError:
             self._publisher = None
             await _close_quietly(channel)
@@ -295,6 +292,23 @@ class Topology:
             if channel.is_closed:
                 self._publisher = None
             raise _publish_error(failures[0], len(failures), exchange or routing_key)
+
+
+PERSISTENT = 2
+"""AMQP's delivery mode for a message written to disk."""
+
+
+async def _settled(
+    publishes: list[Coroutine[Any, Any, ConfirmationFrameType | None]],
+) -> list[BaseException | ConfirmationFrameType | None]:
+    """Each publish's confirmation or error, as `asyncio.gather` reports them.
+    One publish is awaited in this task: gather would make it a task of its own."""
+    if len(publishes) > 1:
+        return await asyncio.gather(*publishes, return_exceptions=True)
+    try:
+        return [await publishes[0]]
+    except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
+        return [exc]
 
 
 def _on_a_node_that_is_down(exc: aiormq.exceptions.ChannelNotFoundEntity) -> bool:
