@@ -73,10 +73,15 @@ def raw_publish(args: argparse.Namespace) -> float:
     return timed(args.messages, work)
 
 
-def publish_each(provider: str, args: argparse.Namespace, **settings: Any) -> float:
-    """`broker.publish` per message through Protean's API."""
+def publish_each(
+    provider: str, args: argparse.Namespace, group: bool = False, **settings: Any
+) -> float:
+    """`broker.publish` per message through Protean's API; with ``group``, to a
+    stream one group reads, as the raw client's queue is read."""
     stream = f"bench::publish-{uuid.uuid4().hex[:8]}"
     with protean_broker(provider, **settings) as broker:
+        if group:
+            broker._ensure_group(f"bench-{uuid.uuid4().hex[:8]}", stream)
         broker.publish(stream, payload(-1))  # creates the stream outside the timing
 
         def work() -> None:
@@ -95,10 +100,14 @@ def redis_publish(args: argparse.Namespace) -> float:
     return publish_each("redis", args, URI=args.redis_url)
 
 
-def publish_batches(provider: str, args: argparse.Namespace, **settings: Any) -> float:
+def publish_batches(
+    provider: str, args: argparse.Namespace, group: bool = False, **settings: Any
+) -> float:
     """`publish_many`: one confirmation round per batch of 100, same guarantee."""
     stream = f"bench::many-{uuid.uuid4().hex[:8]}"
     with protean_broker(provider, **settings) as broker:
+        if group:
+            broker._ensure_group(f"bench-{uuid.uuid4().hex[:8]}", stream)
         broker.publish(stream, payload(-1))
 
         def work() -> None:
@@ -505,12 +514,13 @@ def raw_pika_consume(args: argparse.Namespace) -> float:
 
 
 def rabbitmq_publish(args: argparse.Namespace) -> float:
-    """Returns once RabbitMQ confirmed each message."""
-    return publish_each("rabbitmq", args, URI=args.rabbitmq_uri)
+    """Returns once RabbitMQ confirmed each message, written to a group's
+    quorum queue like the raw client's."""
+    return publish_each("rabbitmq", args, group=True, URI=args.rabbitmq_uri)
 
 
 def rabbitmq_publish_many(args: argparse.Namespace) -> float:
-    return publish_batches("rabbitmq", args, URI=args.rabbitmq_uri)
+    return publish_batches("rabbitmq", args, group=True, URI=args.rabbitmq_uri)
 
 
 def rabbitmq_read_ack(args: argparse.Namespace) -> float:
