@@ -270,7 +270,7 @@ class Topology:
                 properties=spec.Basic.Properties(
                     message_id=identifier,
                     headers=headers,
-                    delivery_mode=PERSISTENT,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     content_type="application/json",
                 ),
                 mandatory=True,
@@ -292,10 +292,6 @@ class Topology:
             if channel.is_closed:
                 self._publisher = None
             raise _publish_error(failures[0], len(failures), exchange or routing_key)
-
-
-PERSISTENT = 2
-"""AMQP's delivery mode for a message written to disk."""
 
 
 async def _settled(
