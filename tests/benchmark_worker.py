@@ -73,16 +73,21 @@ def raw_publish(args: argparse.Namespace) -> float:
     return timed(args.messages, work)
 
 
+def open_stream(broker: BaseBroker, stream: str, group: bool) -> None:
+    """Create ``stream`` outside the timing; with ``group``, one group reads it,
+    as the raw client's queue is read."""
+    if group:
+        broker._ensure_group(f"bench-{uuid.uuid4().hex[:8]}", stream)
+    broker.publish(stream, payload(-1))
+
+
 def publish_each(
     provider: str, args: argparse.Namespace, group: bool = False, **settings: Any
 ) -> float:
-    """`broker.publish` per message through Protean's API; with ``group``, to a
-    stream one group reads, as the raw client's queue is read."""
+    """`broker.publish` per message through Protean's API."""
     stream = f"bench::publish-{uuid.uuid4().hex[:8]}"
     with protean_broker(provider, **settings) as broker:
-        if group:
-            broker._ensure_group(f"bench-{uuid.uuid4().hex[:8]}", stream)
-        broker.publish(stream, payload(-1))  # creates the stream outside the timing
+        open_stream(broker, stream, group)
 
         def work() -> None:
             for n in range(args.messages):
@@ -106,9 +111,7 @@ def publish_batches(
     """`publish_many`: one confirmation round per batch of 100, same guarantee."""
     stream = f"bench::many-{uuid.uuid4().hex[:8]}"
     with protean_broker(provider, **settings) as broker:
-        if group:
-            broker._ensure_group(f"bench-{uuid.uuid4().hex[:8]}", stream)
-        broker.publish(stream, payload(-1))
+        open_stream(broker, stream, group)
 
         def work() -> None:
             for start in range(0, args.messages, BATCH):
