@@ -293,6 +293,9 @@ class GroupConsumer:
         await self._housekeeping()
         taken = self._due_retries(count)
         while len(taken) < count:
+            # Cleared before looking: a delivery that arrives from here on,
+            # even while `_behind` asks the server, wakes the wait below.
+            self._arrived.clear()
             taken += await self._ready_messages(count - len(taken))
             if taken:
                 break
@@ -301,7 +304,6 @@ class GroupConsumer:
                 break
             if only_while_behind and not await self._behind(left):
                 break
-            self._arrived.clear()
             retry_in = self._next_due()
             try:
                 await asyncio.wait_for(self._arrived.wait(), min(left, retry_in))
