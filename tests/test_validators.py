@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import render
 
@@ -27,6 +30,7 @@ BAD_ANSWERS = [
     ("class_name", "kafkaBroker", "not a valid class name"),
     ("class_name", "Kafka Broker", "not a valid class name"),
     ("class_name", "C" * 41, "has 41 characters: use at most 40"),
+    ("class_name", "Engine", "already imported or defined beside the broker class"),
     ("author_email", "not-an-address", "not an e-mail address"),
     ("author_name", "", "non-empty line"),
     ("description", "", "non-empty line"),
@@ -107,3 +111,45 @@ def test_rabbitmq_refuses_the_partitioning_tier(
     assert "does not implement partition leases" in str(refused.value)
     assert "no key-ordered owners to lease" in " ".join(str(refused.value).split())
     assert not destination.exists() or not any(destination.iterdir())
+
+
+def names_bound_beside(package: Path, class_name: str) -> set[str]:
+    """Names imported anywhere, or defined at the top, in the modules of
+    ``package`` that mention ``class_name``."""
+    bound: set[str] = set()
+    for module in package.rglob("*.py"):
+        source = module.read_text()
+        if class_name not in source:
+            continue
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(node.name)
+            elif isinstance(node, ast.Assign):
+                bound |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                bound.add(node.target.id)
+    return bound - {class_name}
+
+
+def test_the_names_class_name_refuses_are_those_the_generated_code_binds(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """A class named like an import beside it replaces it, or is replaced."""
+    bound: set[str] = set()
+    for backend, tier in [
+        ("skeleton", "enterprise_streaming"),
+        ("kafka", "ordered_messaging"),
+        ("rabbitmq", "ordered_messaging"),
+    ]:
+        package = render(
+            template_src, tmp_path / backend, backend=backend, capability_tier=tier
+        )
+        bound |= names_bound_beside(package, "AcmeBroker")
+    could_be_a_class = {n for n in bound if re.fullmatch("[A-Z][A-Za-z0-9]*", n)}
+    questions = yaml.safe_load((template_src / "copier.yml").read_text())
+    refused = set(yaml.safe_load(questions["names_beside_the_class"]["default"]))
+    assert could_be_a_class == refused
