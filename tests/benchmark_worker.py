@@ -167,6 +167,14 @@ def raw_consume(args: argparse.Namespace) -> float:
     return rate
 
 
+def fill(broker: BaseBroker, stream: str, count: int) -> None:
+    """Publish ``count`` messages in confirmed batches of 1,000, outside the timing."""
+    for start in range(0, count, 1000):
+        broker.publish_many(  # type: ignore[attr-defined]
+            stream, [payload(n) for n in range(start, min(start + 1000, count))]
+        )
+
+
 def read_and_ack(
     broker: BaseBroker, stream: str, count: int, group: str | None = None
 ) -> float:
@@ -193,11 +201,7 @@ def read_and_ack(
 def kafka_read_ack(args: argparse.Namespace) -> float:
     stream = f"bench::read-{uuid.uuid4().hex[:8]}"
     with protean_broker("kafka", BOOTSTRAP_SERVERS=args.bootstrap) as broker:
-        for start in range(0, args.messages, 1000):
-            broker.publish_many(  # type: ignore[attr-defined]
-                stream,
-                [payload(n) for n in range(start, min(start + 1000, args.messages))],
-            )
+        fill(broker, stream, args.messages)
         return read_and_ack(broker, stream, args.messages)
 
 
@@ -534,11 +538,7 @@ def rabbitmq_read_ack(args: argparse.Namespace) -> float:
         group = f"bench-{uuid.uuid4().hex[:8]}"
         broker._ensure_group(group, stream)  # the group's queue takes every message
         with protean_broker("rabbitmq", URI=args.rabbitmq_uri) as producer:
-            for start in range(0, args.messages, 1000):
-                end = min(start + 1000, args.messages)
-                producer.publish_many(  # type: ignore[attr-defined]
-                    stream, [payload(n) for n in range(start, end)]
-                )
+            fill(producer, stream, args.messages)
         return read_and_ack(broker, stream, args.messages, group)
 
 
