@@ -1,14 +1,15 @@
-"""The acks of one consumer channel, gathered and written in as few frames as
-AMQP allows.
+"""The acks of a group's consumer channels, gathered and written in as few
+frames as AMQP allows.
 
 Protean acks each message from its own threads and expects no wait. Waking the
 loop and writing one ``basic.ack`` frame per message cost more than reading the
 message did, so acks queue here and the loop writes all that queued since it
-last woke: the unbroken run at the start of what the channel has outstanding
-as one ``basic.ack`` with ``multiple`` set, and each other ack alone.
-``multiple`` settles every outstanding delivery up to its tag, so the run is
-taken only over deliveries this channel knows are outstanding: every delivery
-is noted on arrival, and every ack of the channel goes through here.
+last woke: per channel, the unbroken run at the start of what that channel has
+outstanding as one ``basic.ack`` with ``multiple`` set, and each other ack
+alone. ``multiple`` settles every outstanding delivery up to its tag on its
+channel, so the run is taken only over deliveries noted as outstanding on that
+very channel: every delivery is noted on arrival, and every ack of the channel
+goes through here.
 
 All but `Acks.ack_soon` run on the broker's loop thread.
 """
@@ -16,6 +17,7 @@ All but `Acks.ack_soon` run on the broker's loop thread.
 import asyncio
 import logging
 import threading
+from collections import defaultdict
 
 import aiormq
 from aiormq.abc import AbstractChannel, DeliveredMessage
@@ -24,35 +26,30 @@ logger = logging.getLogger(__name__)
 
 
 class Acks:
-    """Outstanding deliveries of one channel, and the acks still to write."""
+    """Outstanding deliveries per channel, and the acks still to write."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
         self._queued: list[DeliveredMessage] = []
         self._wake_scheduled = False
-        self._channel: AbstractChannel | None = None
-        # Delivery tags not acked yet, in the order they arrived (tags only grow
-        # on a channel). Only the loop thread touches it.
-        self._outstanding: dict[int, None] = {}
+        # Per channel, delivery tags not acked yet, in the order they arrived
+        # (tags only grow on a channel). Only the loop thread touches it.
+        self._outstanding: dict[AbstractChannel, dict[int, None]] = {}
         self._writing = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
 
     def delivered(self, message: DeliveredMessage) -> None:
         """Note a delivery as outstanding on its channel."""
-        channel = message.channel
-        if channel is not self._channel:
-            self._outstanding.clear()
-            self._channel = channel
         if message.delivery_tag is not None:
-            self._outstanding[message.delivery_tag] = None
+            tags = self._outstanding.setdefault(message.channel, {})
+            tags[message.delivery_tag] = None
 
     def reset(self) -> None:
-        """The channel is gone: the server gave its deliveries back."""
+        """The channels are gone: the server gave their deliveries back."""
         with self._lock:
             self._queued.clear()
         self._outstanding.clear()
-        self._channel = None
 
     def ack_soon(self, message: DeliveredMessage) -> bool:
         """Queue an ack from any thread; the loop writes it when it next wakes.
@@ -78,7 +75,7 @@ class Acks:
         with self._lock:
             self._queued.append(message)
         await self.flush()
-        return self._open(message)
+        return self.is_open(message)
 
     async def drained(self, timeout: float) -> None:
         """Return once every ack queued so far is written, or after ``timeout``
@@ -87,40 +84,45 @@ class Acks:
         await asyncio.wait(list(self._flushes), timeout=timeout)
 
     async def flush(self) -> None:
-        """Write every queued ack, in as few frames as the outstanding
-        deliveries allow."""
+        """Write every queued ack, in as few frames as each channel's
+        outstanding deliveries allow."""
         async with self._writing:
             with self._lock:
                 queued, self._queued = self._queued, []
                 self._wake_scheduled = False
-            channel = self._channel
-            tags = {
-                m.delivery_tag
-                for m in queued
-                if m.delivery_tag is not None and self._open(m)
-            }
-            if channel is None or not tags:
-                return
-            run = []
-            for tag in self._outstanding:
-                if tag not in tags:
-                    break
-                run.append(tag)
-            frames = [(run[-1], len(run) > 1)] if run else []
-            for tag in run:
-                del self._outstanding[tag]
-                tags.discard(tag)
-            for tag in sorted(t for t in tags if t in self._outstanding):
-                del self._outstanding[tag]
-                frames.append((tag, False))
-            try:
-                for tag, multiple in frames:
-                    await channel.basic_ack(tag, multiple=multiple)
-            except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
-                # The channel closed under the write: the server requeues
-                # what it holds, as if the acks had not been sent.
-                logger.debug("ack on a closing channel failed: %s", exc)
+            by_channel: dict[AbstractChannel, set[int]] = defaultdict(set)
+            for message in queued:
+                if message.delivery_tag is not None and self.is_open(message):
+                    by_channel[message.channel].add(message.delivery_tag)
+            for channel, tags in by_channel.items():
+                await self._write(channel, self._outstanding[channel], tags)
+            for channel in [c for c in self._outstanding if c.is_closed]:
+                del self._outstanding[channel]
 
-    def _open(self, message: DeliveredMessage) -> bool:
-        """Whether ``message`` came on the channel in use, and it is open."""
-        return message.channel is self._channel and not message.channel.is_closed
+    @staticmethod
+    async def _write(
+        channel: AbstractChannel, outstanding: dict[int, None], tags: set[int]
+    ) -> None:
+        run = []
+        for tag in outstanding:
+            if tag not in tags:
+                break
+            run.append(tag)
+        frames = [(run[-1], len(run) > 1)] if run else []
+        for tag in run:
+            del outstanding[tag]
+            tags.discard(tag)
+        for tag in sorted(t for t in tags if t in outstanding):
+            del outstanding[tag]
+            frames.append((tag, False))
+        try:
+            for tag, multiple in frames:
+                await channel.basic_ack(tag, multiple=multiple)
+        except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            # The channel closed under the write: the server requeues
+            # what it holds, as if the acks had not been sent.
+            logger.debug("ack on a closing channel failed: %s", exc)
+
+    def is_open(self, message: DeliveredMessage) -> bool:
+        """Whether ``message`` came on a channel still in use, and it is open."""
+        return message.channel in self._outstanding and not message.channel.is_closed

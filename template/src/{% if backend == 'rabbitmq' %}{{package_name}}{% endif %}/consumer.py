@@ -161,6 +161,7 @@ class GroupConsumer:
         self._sweeper: asyncio.Task[None] | None = None
         self._tag = ""
         self._narrow = False
+        self._starting = asyncio.Lock()
         self.consumers: set[str] = set()
         self.created_at = time.time()
         self.dead_lettered = 0
@@ -172,9 +173,18 @@ class GroupConsumer:
         return self._channel is not None and not self._channel.is_closed
 
     async def start(self, timeout: float) -> None:
-        """Declare the group's queue and consume from it, unless already done."""
+        """Declare the group's queue and consume from it, unless already done.
+
+        Single-flight: reads of one group from several threads at once share
+        one channel and one consumer, so an ack of one never settles another's.
+        """
         if self.started:
             return
+        async with self._starting:
+            if not self.started:
+                await self._start(timeout)
+
+    async def _start(self, timeout: float) -> None:
         self.forget()
         self.queue_name, _ = await self._topology.ensure_group(
             self.stream, self.group, timeout
@@ -183,10 +193,13 @@ class GroupConsumer:
         channel = await self._link.channel(timeout)
         # One delivery at first: if the head of the queue is a message that
         # kills consumers, a crash returns (and counts) it alone, not the
-        # PREFETCH messages behind it (see `_widen`).
-        await channel.set_qos(prefetch_count=1, timeout=timeout)
+        # PREFETCH messages behind it (see `_widen`). Not with a single active
+        # consumer: widening consumes again, which hands the queue to another
+        # process's waiting consumer while this one still works on a message.
+        self._narrow = not self.settings.single_active_consumer
+        prefetch = 1 if self._narrow else self.settings.prefetch
+        await channel.set_qos(prefetch_count=prefetch, timeout=timeout)
         self._tag = await self._consume(channel, timeout)
-        self._narrow = True
         self._channel = channel
         channel.close_callbacks.add(self._channel_closed)
         if self._sweeper is None or self._sweeper.done():
@@ -261,8 +274,10 @@ class GroupConsumer:
         self._channel = None
 
     async def stop(self) -> None:
+        """Write the acks answered so far, then give back the rest."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self._acks.drained(self.settings.operation_timeout)
         channel, self._channel = self._channel, None
         self.forget()
         if channel is not None and not channel.is_closed:
