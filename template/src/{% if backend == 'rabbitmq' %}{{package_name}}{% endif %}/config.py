@@ -29,10 +29,29 @@ RESERVED_QUEUE_ARGUMENTS = frozenset(
         "x-dead-letter-exchange",
         "x-dead-letter-routing-key",
         "x-dead-letter-strategy",
-        "x-overflow",
         "x-single-active-consumer",
     }
 )
+
+# Arguments whose value RabbitMQ takes only as a whole number: a string such as
+# "1000" is accepted at declaration on some versions and ignored or refused on
+# others, so it is refused here.
+WHOLE_NUMBER_QUEUE_ARGUMENTS = frozenset(
+    {
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-message-ttl",
+        "x-expires",
+        "x-max-priority",
+        "x-quorum-initial-group-size",
+    }
+)
+
+# A length limit's overflow behaviour. `reject-publish`, the adapter's default,
+# refuses a publish to a full queue (publish raises), so no confirmed message
+# is ever dropped; `drop-head` drops the oldest, confirmed ones included.
+OVERFLOWS = ("reject-publish", "drop-head", "reject-publish-dlx")
+LENGTH_LIMITS = ("x-max-length", "x-max-length-bytes")
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,40}")
 
@@ -147,10 +166,29 @@ def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
         raise ConfigurationError(
             f"{tls_keys[0]} needs a TLS connection: use an amqps:// URI"
         )
+    _check_overflow(settings)
     if settings.tls_key_file and not settings.tls_cert_file:
         raise ConfigurationError("TLS_KEY_FILE needs TLS_CERT_FILE (the certificate)")
     reader.refuse_unknown_keys()
     return settings
+
+
+def _check_overflow(settings: RabbitMQSettings) -> None:
+    """What quorum queues refuse, refused here with the key that asks for it."""
+    overflow = settings.queue_arguments.get("x-overflow")
+    if overflow is None or settings.queue_type != "quorum":
+        return
+    if overflow == "reject-publish-dlx":
+        raise ConfigurationError(
+            "QUEUE_ARGUMENTS.x-overflow = 'reject-publish-dlx' needs "
+            'QUEUE_TYPE = "classic": quorum queues do not support it'
+        )
+    if overflow == "drop-head" and settings.enable_dlq:
+        raise ConfigurationError(
+            "QUEUE_ARGUMENTS.x-overflow = 'drop-head' cannot be used with "
+            "enable_dlq on quorum queues: their at-least-once dead-lettering "
+            "needs 'reject-publish' (drop the key, or set enable_dlq = false)"
+        )
 
 
 def _addresses(reader: Reader) -> tuple[Address, ...]:
@@ -259,5 +297,17 @@ class _Reader(Reader):
                 raise ConfigurationError(
                     f"{key}.{name} must be a string, number or boolean, "
                     f"got {type(value).__name__}"
+                )
+            if name in WHOLE_NUMBER_QUEUE_ARGUMENTS and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ConfigurationError(
+                    f"{key}.{name} must be a whole number of at least 0, "
+                    f"got {value!r}"
+                )
+            if name == "x-overflow" and value not in OVERFLOWS:
+                raise ConfigurationError(
+                    f"{key}.x-overflow must be one of {', '.join(OVERFLOWS)}, "
+                    f"got {value!r}"
                 )
         return dict(table)

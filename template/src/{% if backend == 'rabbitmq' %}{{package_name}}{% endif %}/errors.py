@@ -27,3 +27,9 @@ class PublishNotConfirmed(RabbitMQBrokerError):
 class PublishTimedOut(PublishNotConfirmed):
     """A publish waited out ``PUBLISH_TIMEOUT_MS``; its channel was closed so
     nothing still buffered goes out beside the caller's retry."""
+
+
+class PublishRefused(PublishNotConfirmed):
+    """RabbitMQ answered a publish with a negative confirm (a queue at its
+    length limit refuses new messages): sending again at once is refused too,
+    and would duplicate the message in the queues that took it."""

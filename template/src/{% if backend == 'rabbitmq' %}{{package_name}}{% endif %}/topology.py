@@ -22,9 +22,10 @@ from aiormq import spec
 from aiormq.abc import ConfirmationFrameType
 
 from .client import Link
-from .config import RabbitMQSettings
+from .config import LENGTH_LIMITS, RabbitMQSettings
 from .errors import (
     PublishNotConfirmed,
+    PublishRefused,
     PublishTimedOut,
     RabbitMQBrokerError,
     ServerUnreachable,
@@ -135,6 +136,9 @@ class Topology:
             if settings.queue_type == "quorum":
                 arguments["x-dead-letter-strategy"] = "at-least-once"
                 arguments["x-overflow"] = "reject-publish"
+        if any(limit in arguments for limit in LENGTH_LIMITS):
+            # Without it a full queue drops its oldest message, confirmed or not.
+            arguments.setdefault("x-overflow", "reject-publish")
         return arguments
 
     async def ensure_group(
@@ -317,8 +321,10 @@ def _publish_error(exc: BaseException, count: int, target: str) -> Exception:
     if isinstance(exc, RabbitMQBrokerError):
         return exc
     if isinstance(exc, aio_pika.exceptions.DeliveryError):
-        return PublishNotConfirmed(
-            f"RabbitMQ refused {count} message(s) for {target!r}: {exc}"
+        return PublishRefused(
+            f"RabbitMQ refused {count} message(s) for {target!r}: {exc}; a "
+            "group's queue at its QUEUE_ARGUMENTS length limit refuses new "
+            "messages until the group reads"
         )
     if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
         return PublishNotConfirmed(f"RabbitMQ has no exchange {target!r}: {exc}")
