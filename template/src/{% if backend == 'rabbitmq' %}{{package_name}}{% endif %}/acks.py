@@ -37,6 +37,7 @@ class Acks:
         # (tags only grow on a channel). Only the loop thread touches it.
         self._outstanding: dict[AbstractChannel, dict[int, None]] = {}
         self._writing = asyncio.Lock()
+        self._requeuing = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
 
     def delivered(self, message: DeliveredMessage) -> None:
@@ -76,6 +77,23 @@ class Acks:
             self._queued.append(message)
         await self.flush()
         return self.is_open(message)
+
+    async def requeue(self, messages: list[DeliveredMessage]) -> None:
+        """Give deliveries back to their queue, in order, unsettled: each goes
+        back to its place (on a quorum queue, one more delivery counted).
+        Calls give back in the order they are made, never interleaved."""
+        async with self._requeuing:
+            for message in messages:
+                outstanding = self._outstanding.get(message.channel, {})
+                tag = message.delivery_tag
+                if tag not in outstanding or message.channel.is_closed:
+                    continue
+                del outstanding[tag]
+                try:
+                    await message.channel.basic_nack(tag, multiple=False, requeue=True)
+                except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
+                    logger.debug("requeue on a closing channel failed: %s", exc)
+                    return
 
     async def drained(self, timeout: float) -> None:
         """Return once every ack queued so far is written, or after ``timeout``

@@ -55,6 +55,10 @@ LENGTH_LIMITS = ("x-max-length", "x-max-length-bytes")
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,40}")
 
+# Longest a delivery stays unacked in the adapter's hands: well under RabbitMQ's
+# default consumer_timeout of 30 minutes.
+HOLD_LIMIT = 15 * 60.0
+
 # RabbitMQ's largest message (128 MiB; 4.0 and later default to 16 MiB).
 LARGEST_MESSAGE = 128 * 1024 * 1024
 
@@ -165,6 +169,12 @@ def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
     if tls_keys and addresses[0].scheme != "amqps":
         raise ConfigurationError(
             f"{tls_keys[0]} needs a TLS connection: use an amqps:// URI"
+        )
+    if settings.message_timeout >= HOLD_LIMIT:
+        raise ConfigurationError(
+            f"message_timeout must be below {HOLD_LIMIT:.0f} seconds, got "
+            f"{settings.message_timeout:g}: a delivery is given back to RabbitMQ "
+            "before its consumer_timeout, so a handler must settle it sooner"
         )
     _check_overflow(settings)
     if settings.tls_key_file and not settings.tls_cert_file:
@@ -302,8 +312,7 @@ class _Reader(Reader):
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
                 raise ConfigurationError(
-                    f"{key}.{name} must be a whole number of at least 0, "
-                    f"got {value!r}"
+                    f"{key}.{name} must be a whole number of at least 0, got {value!r}"
                 )
             if name == "x-overflow" and value not in OVERFLOWS:
                 raise ConfigurationError(

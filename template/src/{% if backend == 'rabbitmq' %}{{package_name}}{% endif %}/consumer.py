@@ -14,9 +14,10 @@ A `GroupConsumer` holds an AMQP consumer on the group's queue, with at most
 * the server counts deliveries too: a message that stopped every consumer it
   reached (each crash returns it) is dead-lettered by the queue's delivery limit.
 
-A delivery held past `HOLD_LIMIT` (a long backoff, a group nobody reads) is
-put back at the end of its queue as a copy with its nack count, then acked: the
-server closes a channel holding a delivery for ``consumer_timeout`` (30 min).
+The server closes a channel holding a delivery for ``consumer_timeout`` (30
+min), so nothing stays unacked here past `HOLD_LIMIT`: a retry waiting out a
+long backoff is put back at the end of its queue as a copy with its nack count,
+then acked; prefetched deliveries never handed out go back to their places.
 
 Runs on the broker's loop thread (see `client`), except `GroupConsumer.ack`.
 """
@@ -38,7 +39,7 @@ from aiormq.abc import DeliveredMessage
 
 from .acks import Acks
 from .client import Link
-from .config import RabbitMQSettings
+from .config import HOLD_LIMIT, RabbitMQSettings
 from .errors import RabbitMQBrokerError
 from .messages import (
     HEADER_ATTEMPTS,
@@ -60,9 +61,6 @@ from .topology import Outgoing, Topology
 
 logger = logging.getLogger(__name__)
 
-# Longest a delivery stays unacked in the adapter's hands: well under RabbitMQ's
-# default consumer_timeout of 30 minutes.
-HOLD_LIMIT = 15 * 60.0
 # How often a group nobody reads is looked after.
 SWEEP_INTERVAL = 30.0
 
@@ -162,6 +160,10 @@ class GroupConsumer:
         self._tag = ""
         self._narrow = False
         self._starting = asyncio.Lock()
+        # Given back to the queue and not yet delivered again (see
+        # `_housekeeping`): deliveries sent before them go back too.
+        self._returning: set[str] = set()
+        self._returning_until = 0.0
         self.consumers: set[str] = set()
         self.created_at = time.time()
         self.dead_lettered = 0
@@ -253,6 +255,15 @@ class GroupConsumer:
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._acks.delivered(message)
+        if self._returning and time.monotonic() < self._returning_until:
+            identifier = message_id(message) or ""
+            if identifier not in self._returning:
+                # Sent before the server took back what was given back: it
+                # goes back too, behind them, so queue order holds (once).
+                self._returning.add(identifier)
+                await self._acks.requeue([message])
+                return
+            self._returning.discard(identifier)
         self._arrivals.append(message_id(message) or "")
         self._ready.append(message)
         self._received[id(message)] = time.monotonic()
@@ -269,6 +280,7 @@ class GroupConsumer:
         late ack or nack of one answers False."""
         self._ready.clear()
         self._received.clear()
+        self._returning.clear()
         self._open.clear()
         self._acks.reset()
         self._channel = None
@@ -520,23 +532,40 @@ class GroupConsumer:
                 and now - delivery.handed_at > self.settings.message_timeout
             ):
                 await self._fail(delivery, "not settled within message_timeout")
-        stale = [d for d in self._open.snapshot() if now - d.received_at > HOLD_LIMIT]
+        # A retry waiting its backoff is put back as a copy. A delivery being
+        # handled is not: message_timeout (refused at or above HOLD_LIMIT)
+        # turns it into a retry first.
+        stale = [
+            d
+            for d in self._open.snapshot()
+            if d.due is not None and now - d.received_at > HOLD_LIMIT
+        ]
         for delivery in stale:
             self._open.pop(delivery.identifier)
             not_before = time.time() + max(0.0, (delivery.due or now) - now)
             await self._put_back(
                 delivery.message, delivery.identifier, delivery.attempts, not_before
             )
-        while (
+        if (
             self._ready
             and now - self._received.get(id(self._ready[0]), now) > HOLD_LIMIT
         ):
-            message = self._ready.popleft()
-            self._received.pop(id(message), None)
-            attempts = header_int(headers_of(message), HEADER_ATTEMPTS)
-            await self._put_back(
-                message, message_id(message) or new_identifier(), attempts
+            # Prefetched, never handed out: all of them go back into their
+            # places in the queue, ahead of what followed them.
+            waiting = list(self._ready)
+            logger.warning(
+                "%d deliveries of %s waited in the prefetch buffer for %.0fs: "
+                "given back to the queue in order; a lower PREFETCH suits "
+                "handlers this slow",
+                len(waiting),
+                self.queue_name,
+                now - self._received.get(id(waiting[0]), now),
             )
+            self._ready.clear()
+            self._received.clear()
+            self._returning |= {message_id(m) or "" for m in waiting}
+            self._returning_until = now + self.settings.operation_timeout
+            await self._acks.requeue(waiting)
 
     async def _put_back(
         self,
