@@ -50,6 +50,7 @@ from .messages import (
     HEADER_ONLY_GROUP,
     HEADER_ORIGINAL_ID,
     HEADER_STREAM,
+    Outgoing,
     decode_payload,
     header_int,
     header_text,
@@ -57,7 +58,7 @@ from .messages import (
 )
 from .names import dlq_stream_of
 from .settings import RetrySettings
-from .topology import Outgoing, Topology
+from .topology import Topology
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class GroupConsumer:
     def started(self) -> bool:
         return self._channel is not None and not self._channel.is_closed
 
-    async def start(self, timeout: float) -> None:
+    async def start(self, timeout: float, copy_wait: float | None = None) -> None:
         """Declare the group's queue and consume from it, unless already done.
 
         Single-flight: reads of one group from several threads at once share
@@ -184,12 +185,12 @@ class GroupConsumer:
             return
         async with self._starting:
             if not self.started:
-                await self._start(timeout)
+                await self._start(timeout, copy_wait)
 
-    async def _start(self, timeout: float) -> None:
+    async def _start(self, timeout: float, copy_wait: float | None) -> None:
         self.forget()
         self.queue_name, _ = await self._topology.ensure_group(
-            self.stream, self.group, timeout
+            self.stream, self.group, timeout, copy_wait
         )
         self._bound_at = time.monotonic()
         channel = await self._link.channel(timeout)
@@ -314,8 +315,9 @@ class GroupConsumer:
         # as if the ack had waited (a process that crashes right after a read
         # then gets back only what it had not acked).
         await self._acks.drained(self.settings.operation_timeout)
-        # Declaring a new group's queue may take longer than a read waits.
-        await self.start(self.settings.operation_timeout)
+        # Declaring a new group's queue may take longer than a read waits; a
+        # new group's copy of what its stream held is waited for only as long.
+        await self.start(self.settings.operation_timeout, copy_wait=wait)
         deadline = time.monotonic() + wait
         await self._housekeeping()
         taken = self._due_retries(count)

@@ -25,6 +25,9 @@ HEADER_GROUP = "protean-group"
 HEADER_ERROR = "protean-error"
 HEADER_FAILED_AT = "protean-failed-at"
 
+Outgoing = tuple[bytes, str, dict[str, Any]]
+"""An AMQP message to send: body, message id, headers."""
+
 _PROTEAN_IDS = uuid.UUID("5b1f7a0e-3c2d-5e8f-9a41-7d6c2b8e0f13")
 
 

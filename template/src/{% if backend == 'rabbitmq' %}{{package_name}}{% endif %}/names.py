@@ -66,6 +66,15 @@ class Names:
     def group_queue(self, stream: str, group: str) -> str:
         return self._name("group", stream, group)
 
+    def copy_log(self, stream: str, group: str) -> str:
+        """Exists while a new group's copy of what its stream held is not
+        finished, and lists what is copied (see `held`)."""
+        return self._name("copying", stream, group)
+
+    def copy_lock(self, stream: str) -> str:
+        """Held, as an exclusive queue, by the process copying for ``stream``."""
+        return self._name("copy-lock", stream)
+
     def group_of_queue(self, name: str) -> tuple[str, str] | None:
         """(stream, group) of a group queue's name; None for other names and
         hashed ones."""

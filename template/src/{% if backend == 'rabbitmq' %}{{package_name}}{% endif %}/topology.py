@@ -30,12 +30,11 @@ from .errors import (
     RabbitMQBrokerError,
     ServerUnreachable,
 )
+from .held import HeldCopies
+from .messages import Outgoing
 from .names import DLQ_SUFFIX, Names, dlq_stream_of
 
 logger = logging.getLogger(__name__)
-
-Outgoing = tuple[bytes, str, dict[str, Any]]
-"""An AMQP message to send: body, message id, headers."""
 
 
 class Topology:
@@ -54,7 +53,9 @@ class Topology:
         self._warned: set[str] = set()
         # Holding queues found on a node that is down (see `ensure_stream`).
         self._unavailable: set[str] = set()
-        self._copy_pending: set[str] = set()
+        self.copies = HeldCopies(
+            link, names, self.send, lambda: self.settings.operation_timeout
+        )
 
     def forget(self) -> None:
         """The connection is gone: declare again on the next."""
@@ -142,10 +143,13 @@ class Topology:
         return arguments
 
     async def ensure_group(
-        self, stream: str, group: str, timeout: float
+        self, stream: str, group: str, timeout: float, copy_wait: float | None = None
     ) -> tuple[str, bool]:
         """Declare and bind the group's queue; return its name and whether it
-        is new (then it receives what the stream's holding queue keeps)."""
+        is new. A new group first receives what the stream's holding queue
+        keeps (see `held`): waited for up to ``copy_wait`` (default
+        ``timeout``), then `held.CopyUnderWay` is raised and the copy goes on."""
+        copy_wait = timeout if copy_wait is None else copy_wait
         queue_name = self.names.group_queue(stream, group)
         if (stream, group) in self._groups:
             return queue_name, False
@@ -160,13 +164,14 @@ class Topology:
                 f"what {stream!r} received before it had a group ({holding!r}) is "
                 "on a RabbitMQ node that is down: try again once that node is back"
             )
+        log = self.names.copy_log(stream, group)
         if created:
-            # Until the copy is done, a retry (after a timeout) copies again.
-            self._copy_pending.add(queue_name)
+            # Declared first: a copy is not finished while its log exists.
+            await self._declare_queue(log, {"x-queue-type": "classic"})
+        copying = created or await self.exists(log, timeout)
         queue = await self._declare_queue(queue_name, self.group_arguments(stream))
-        if queue_name in self._copy_pending:
-            await self._copy_held(stream, queue_name, timeout, bind=exchange)
-            self._copy_pending.discard(queue_name)
+        if copying:
+            await self.copies.finish(stream, group, exchange, copy_wait)
         else:
             await queue.bind(exchange, timeout=timeout)
         self._groups.add((stream, group))
@@ -213,37 +218,6 @@ class Topology:
             return None
         result = queue.declaration_result
         return int(result.message_count or 0), int(result.consumer_count or 0)
-
-    async def _copy_held(
-        self, stream: str, queue_name: str, timeout: float, bind: str
-    ) -> None:
-        """Copy what the stream's holding queue keeps into a new group's queue,
-        in order, without taking it from the holding queue; bind the queue in
-        between two passes, so nothing published meanwhile is missed."""
-        holding = self.names.holding_queue(stream)
-        browser = await self._link.channel(timeout)
-        try:
-            queue = await browser.get_queue(holding, ensure=False)
-            seen: set[str] = set()
-            for bound in (False, True):
-                if bound:
-                    group_queue = await browser.get_queue(queue_name, ensure=False)
-                    await group_queue.bind(bind, timeout=timeout)
-                copies: list[Outgoing] = []
-                while True:
-                    message = await queue.get(no_ack=False, fail=False, timeout=timeout)
-                    if message is None:
-                        break
-                    identifier = message.message_id or ""
-                    if identifier not in seen:
-                        seen.add(identifier)
-                        copies.append(
-                            (message.body, identifier, dict(message.headers or {}))
-                        )
-                await self.send("", queue_name, copies, timeout)
-        finally:
-            # Closing the channel puts every browsed message back, in order.
-            await browser.close()
 
     async def publisher(self, timeout: float) -> AbstractChannel:
         if self._publisher is None or self._publisher.is_closed:

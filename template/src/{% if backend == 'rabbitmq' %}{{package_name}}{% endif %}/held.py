@@ -1,0 +1,202 @@
+"""Giving a new group what its stream held before the group existed.
+
+A stream with no group bound routes what it receives to its holding queue
+(see `topology`). A group made later gets a copy of all of it, in order, before
+anything published after it: its queue is declared unbound, the held messages
+are copied into it, the queue is bound, and what reached the holding queue
+meanwhile is copied too. Nobody consumes the group's queue until then.
+
+The copy can be long (a holding queue keeps a day of messages by default), so
+it runs as a task of its own, in confirmed chunks, never inside one read's
+time budget; reads of the group return nothing until it is done. It survives
+a timeout, a lost connection and a crash: the group's copy log (a classic
+queue) records each chunk once it is confirmed, and the next attempt, in this
+process or another, skips what it lists. The log's existence is the mark of a
+copy not finished; it is deleted last. One copy per stream runs at a time
+across processes, under an exclusive queue RabbitMQ deletes with the
+connection that holds it: two browsing the holding queue at once would each
+see only part of it.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from .client import Link
+from .errors import RabbitMQBrokerError
+from .messages import Outgoing
+from .names import Names
+
+logger = logging.getLogger(__name__)
+
+# Messages a chunk copies and confirms at once.
+CHUNK = 500
+
+Send = Callable[[str, str, Sequence[Outgoing], float], Awaitable[None]]
+
+_BOUND = "bound"
+
+
+class CopyUnderWay(RabbitMQBrokerError):
+    """A new group's copy of what its stream held is not finished yet."""
+
+
+class HeldCopies:
+    """The copies this process runs, one task per group queue."""
+
+    def __init__(
+        self, link: Link, names: Names, send: Send, timeout: Callable[[], float]
+    ) -> None:
+        self._link = link
+        self._names = names
+        self._send = send
+        self._timeout = timeout
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Within this process: an exclusive queue locks out other connections.
+        self._streams: dict[str, asyncio.Lock] = {}
+
+    async def finish(self, stream: str, group: str, exchange: str, wait: float) -> None:
+        """Run (or resume) the group's copy, waiting for it up to ``wait``.
+
+        Raises `CopyUnderWay` if it is still running then; it goes on.
+        """
+        queue_name = self._names.group_queue(stream, group)
+        task = self._tasks.get(queue_name)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                self._copy(stream, group, exchange)
+            )
+            self._tasks[queue_name] = task
+            task.add_done_callback(lambda done: _log_failure(done, queue_name))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(wait, 0.001))
+        except TimeoutError:
+            raise CopyUnderWay(
+                f"the group {group!r} of {stream!r} is new: it is receiving what "
+                f"{stream!r} held before it had a group; reads start once done"
+            ) from None
+
+    def cancel(self) -> None:
+        """The broker closes: stop every copy (the log resumes it later)."""
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+
+    async def _copy(self, stream: str, group: str, exchange: str) -> None:
+        async with self._streams.setdefault(stream, asyncio.Lock()):
+            await self._copy_locked(stream, group, exchange)
+
+    async def _copy_locked(self, stream: str, group: str, exchange: str) -> None:
+        timeout = self._timeout()
+        queue_name = self._names.group_queue(stream, group)
+        log_name = self._names.copy_log(stream, group)
+        lock_name = self._names.copy_lock(stream)
+        lock = await self._link.channel(timeout)
+        try:
+            await self._lock(lock, lock_name, stream, timeout)
+            seen, bound = await self._read_log(log_name, timeout)
+            browser = await self._link.channel(timeout)
+            try:
+                holding = await browser.get_queue(
+                    self._names.holding_queue(stream), ensure=False
+                )
+                if not bound:
+                    await self._pass(holding, queue_name, log_name, seen, timeout)
+                    group_queue = await browser.get_queue(queue_name, ensure=False)
+                    await group_queue.bind(exchange, timeout=timeout)
+                    await self._record(log_name, _BOUND, [], timeout)
+                # What reached the holding queue before the bind took effect.
+                await self._pass(holding, queue_name, log_name, seen, timeout)
+            finally:
+                await _close(browser)  # puts every browsed message back, in order
+            await lock.queue_delete(log_name, timeout=timeout)
+            await lock.queue_delete(lock_name, timeout=timeout)
+            logger.info("copied %d held messages into %s", len(seen), queue_name)
+        finally:
+            # A lock left behind goes with this process's connection.
+            await _close(lock)
+
+    async def _lock(
+        self, channel: AbstractChannel, lock_name: str, stream: str, timeout: float
+    ) -> None:
+        try:
+            await channel.declare_queue(lock_name, exclusive=True, timeout=timeout)
+        except aiormq.exceptions.ChannelLockedResource:
+            raise CopyUnderWay(
+                f"another process is copying what {stream!r} held into a new "
+                "group; this one waits for it"
+            ) from None
+
+    async def _read_log(self, log_name: str, timeout: float) -> tuple[set[str], bool]:
+        """Identifiers already copied, and whether the queue was bound."""
+        seen: set[str] = set()
+        bound = False
+        browser = await self._link.channel(timeout)
+        try:
+            log = await browser.get_queue(log_name, ensure=False)
+            while True:
+                record = await log.get(no_ack=False, fail=False, timeout=timeout)
+                if record is None:
+                    return seen, bound
+                bound = bound or record.headers.get("kind") == _BOUND
+                seen.update(json.loads(record.body))
+        finally:
+            await _close(browser)
+
+    async def _pass(
+        self,
+        holding: AbstractQueue,
+        queue_name: str,
+        log_name: str,
+        seen: set[str],
+        timeout: float,
+    ) -> None:
+        """Copy what the holding queue has and ``seen`` lacks, chunk by chunk."""
+        while True:
+            chunk: list[Outgoing] = []
+            exhausted = False
+            while len(chunk) < CHUNK:
+                message = await holding.get(no_ack=False, fail=False, timeout=timeout)
+                if message is None:
+                    exhausted = True
+                    break
+                identifier = message.message_id or ""
+                if identifier not in seen:
+                    seen.add(identifier)
+                    chunk.append((message.body, identifier, dict(message.headers)))
+            if chunk:
+                await self._send("", queue_name, chunk, timeout)
+                await self._record(log_name, "chunk", [i for _, i, _ in chunk], timeout)
+            if exhausted:
+                return
+
+    async def _record(
+        self, log_name: str, kind: str, identifiers: list[str], timeout: float
+    ) -> None:
+        body = json.dumps(identifiers).encode()
+        await self._send("", log_name, [(body, kind, {"kind": kind})], timeout)
+
+
+async def _close(channel: AbstractChannel) -> None:
+    if channel.is_closed:
+        return
+    try:
+        await channel.close()
+    except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
+        logger.debug("closing a channel failed: %s", exc)
+
+
+def _log_failure(task: "asyncio.Task[None]", queue_name: str) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, CopyUnderWay):
+        logger.warning(
+            "copying held messages into %s stopped; the next read resumes it: %s",
+            queue_name,
+            exc,
+        )
