@@ -161,6 +161,7 @@ class GroupConsumer:
         self._tag = ""
         self._narrow = False
         self._starting = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
         # Given back to the queue and not yet delivered again (see
         # `_housekeeping`): deliveries sent before them go back too.
         self._returning: set[str] = set()
@@ -231,6 +232,7 @@ class GroupConsumer:
         aio-pika would wrap each delivery in a message object and a task of its
         own, the largest cost of reading after aiormq's decoding."""
         underlay = await channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(self._cancelled)
         started = await underlay.basic_consume(
             self.queue_name, self._on_message, no_ack=False, timeout=timeout
         )
@@ -270,6 +272,25 @@ class GroupConsumer:
         self._received[id(message)] = time.monotonic()
         self._arrived.set()
 
+    async def _cancelled(self, frame: Any) -> None:
+        """RabbitMQ ended the consumer: its queue was deleted out of band.
+        Declare everything again and consume anew at the next read."""
+        if frame.consumer_tag != self._tag:
+            return
+        logger.warning(
+            "RabbitMQ cancelled the consumer of %s (queue deleted?): declaring "
+            "it again at the next read",
+            self.queue_name,
+        )
+        self._topology.forget()
+        channel, self._channel = self._channel, None
+        self.forget()
+        if channel is not None:
+            # Not from here: this runs inside the channel's own frame reader.
+            closing = self._loop.create_task(_close_quietly(channel))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
     def _channel_closed(self, channel: object, *_: Any) -> None:
         """RabbitMQ closed the consumer's channel: an ack still to come for one
         of its deliveries must answer False, not write to a closed channel."""
@@ -293,11 +314,8 @@ class GroupConsumer:
         await self._acks.drained(self.settings.operation_timeout)
         channel, self._channel = self._channel, None
         self.forget()
-        if channel is not None and not channel.is_closed:
-            try:
-                await channel.close()
-            except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
-                logger.debug("closing consumer of %s: %s", self.queue_name, exc)
+        if channel is not None:
+            await _close_quietly(channel)
 
     # -- reading ------------------------------------------------------------
 
@@ -395,20 +413,39 @@ class GroupConsumer:
         self, message: DeliveredMessage, received: float
     ) -> Delivery | None:
         """A delivery to hand out, or None when it is settled here: not for
-        this group, a copy of one still open, or not a JSON object."""
+        this group, a second copy of one still open, or not a JSON object.
+
+        Other producers may leave ``message_id`` out, or give several messages
+        the same one: those get an identifier of their own. Only the same id
+        with the same body is a copy (an outbox that published twice).
+        """
         headers = headers_of(message)
         only = header_text(headers, HEADER_ONLY_GROUP)
-        identifier = message_id(message) or ""
-        if (only and only != self.group) or identifier in self._open:
+        if only and only != self.group:
             await self._acks.ack(message)
             return None
+        identifier = message_id(message) or ""
+        open_delivery = self._open.get(identifier) if identifier else None
+        if open_delivery is not None:
+            if open_delivery.message.body == message.body:
+                logger.info(
+                    "Settled a second copy of message %s of %s for group %s: "
+                    "the first is still being handled",
+                    identifier,
+                    self.stream,
+                    self.group,
+                )
+                await self._acks.ack(message)
+                return None
+            identifier = ""  # another message under an id already in use
+        identifier = identifier or new_identifier()
         payload = decode_payload(message.body)
         attempts = header_int(headers, "x-delivery-count") + header_int(
             headers, HEADER_ATTEMPTS
         )
-        if payload is None or not identifier:
+        if payload is None:
             await self._dead_letter_message(
-                message, identifier or new_identifier(), attempts, "not a JSON object"
+                message, identifier, attempts, "not a JSON object"
             )
             return None
         if self._auto_ack:
@@ -545,9 +582,10 @@ class GroupConsumer:
         for delivery in stale:
             self._open.pop(delivery.identifier)
             not_before = time.time() + max(0.0, (delivery.due or now) - now)
-            await self._put_back(
+            if not await self._put_back(
                 delivery.message, delivery.identifier, delivery.attempts, not_before
-            )
+            ):
+                self._open.add(delivery)  # still held: tried again next time
         if (
             self._ready
             and now - self._received.get(id(self._ready[0]), now) > HOLD_LIMIT
@@ -575,7 +613,8 @@ class GroupConsumer:
         identifier: str,
         attempts: int,
         not_before: float = 0.0,
-    ) -> None:
+    ) -> bool:
+        """Send a copy to the end of the queue, then ack; False if not sent."""
         headers = {
             **headers_of(message),
             HEADER_ATTEMPTS: attempts,
@@ -589,8 +628,9 @@ class GroupConsumer:
             )
         except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
             logger.warning("Could not put %s back in its queue: %s", identifier, exc)
-            return
+            return False
         await self._acks.ack(message)
+        return True
 
     # -- figures --------------------------------------------------------------
 
@@ -603,3 +643,12 @@ class GroupConsumer:
             "prefetched": len(self._ready),
             "dead_lettered": self.dead_lettered,
         }
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    if channel.is_closed:
+        return
+    try:
+        await channel.close()
+    except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
+        logger.debug("closing a consumer's channel: %s", exc)

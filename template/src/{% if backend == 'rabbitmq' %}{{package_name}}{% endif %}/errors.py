@@ -29,6 +29,11 @@ class PublishTimedOut(PublishNotConfirmed):
     nothing still buffered goes out beside the caller's retry."""
 
 
+class ExchangeMissing(PublishNotConfirmed):
+    """A publish found no exchange where one was declared: deleted out of
+    band. Nothing was routed, so declaring it again and resending is safe."""
+
+
 class PublishRefused(PublishNotConfirmed):
     """RabbitMQ answered a publish with a negative confirm (a queue at its
     length limit refuses new messages): sending again at once is refused too,

@@ -24,6 +24,7 @@ from aiormq.abc import ConfirmationFrameType
 from .client import Link
 from .config import LENGTH_LIMITS, RabbitMQSettings
 from .errors import (
+    ExchangeMissing,
     PublishNotConfirmed,
     PublishRefused,
     PublishTimedOut,
@@ -46,6 +47,7 @@ class Topology:
         self.settings = settings
         self._channel: AbstractChannel | None = None
         self._publisher: AbstractChannel | None = None
+        self._inspector: AbstractChannel | None = None
         self._streams: set[str] = set()
         self._groups: set[tuple[str, str]] = set()
         # Every group declared since the last data reset, across connections.
@@ -58,11 +60,13 @@ class Topology:
         )
 
     def forget(self) -> None:
-        """The connection is gone: declare again on the next."""
+        """The connection is gone, or something declared was deleted out of
+        band: declare again on the next use."""
         self._streams.clear()
         self._groups.clear()
         self._channel = None
         self._publisher = None
+        self._inspector = None
 
     async def channel(self, timeout: float) -> AbstractChannel:
         """A channel for declarations; an error closes it, so it is renewed."""
@@ -207,15 +211,29 @@ class Topology:
         return await self.inspect(queue_name, timeout) is not None
 
     async def inspect(self, queue_name: str, timeout: float) -> tuple[int, int] | None:
-        """(ready messages, consumers) of a queue, None if it does not exist."""
-        channel = await self.channel(timeout)
-        try:
-            queue = await channel.declare_queue(
-                queue_name, passive=True, timeout=timeout
-            )
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            self._channel = None  # RabbitMQ closed it
-            return None
+        """(ready messages, consumers) of a queue, None if it does not exist.
+
+        Asked on a channel of its own: RabbitMQ closes a channel that asks
+        for a queue it does not have, which must not cut short declarations
+        (or a publish) under way on another.
+        """
+        for attempt in range(2):
+            if self._inspector is None or self._inspector.is_closed:
+                self._inspector = await self._link.channel(timeout)
+            channel = self._inspector
+            try:
+                queue = await channel.declare_queue(
+                    queue_name, passive=True, timeout=timeout
+                )
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                self._inspector = None  # RabbitMQ closed it
+                return None
+            except aiormq.exceptions.ChannelInvalidStateError:
+                # Closed by another question's answer meanwhile: ask again.
+                if attempt:
+                    raise
+                continue
+            break
         result = queue.declaration_result
         return int(result.message_count or 0), int(result.consumer_count or 0)
 
@@ -301,7 +319,7 @@ def _publish_error(exc: BaseException, count: int, target: str) -> Exception:
             "messages until the group reads"
         )
     if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
-        return PublishNotConfirmed(f"RabbitMQ has no exchange {target!r}: {exc}")
+        return ExchangeMissing(f"RabbitMQ has no exchange {target!r}: {exc}")
     if isinstance(exc, aiormq.exceptions.AMQPError | OSError | ConnectionError):
         return ServerUnreachable(f"connection to RabbitMQ lost while publishing: {exc}")
     return PublishNotConfirmed(f"publishing to {target!r} failed: {exc!r}")
