@@ -10,22 +10,30 @@ queue of the stream ``s:dlq`` (see `names`), whatever put it there:
 * Protean's engine, which publishes what its subscriptions give up on to the
   stream ``s:dlq`` (payload carries ``_dlq_metadata``).
 
-Listing browses the queue with ``basic.get`` and then closes its channel, which
-puts every entry back in order: a classic queue neither counts nor drops them.
-A replay republishes the message to the target stream for the failed group only
-(a header the other groups skip), confirmed, before the entry is acked away.
+RabbitMQ gives a queue's entries only in order, by handing them out: an entry
+is read by getting it unacked, and closing the channel puts every entry got
+back where it was (a classic queue neither counts nor drops them). Meanwhile
+other readers, and the ready count `depth` reports, miss it. So an operation
+reads no further than it must (a listing ``limit`` entries, an inspection or a
+replay up to the entry it looks for), keeps only what it returns, and closes
+its channel as soon as it is done. A replay republishes the message to the
+target stream for the failed group only (a header the other groups skip),
+confirmed, before the entry is acked away.
 
 Runs on the broker's loop thread (see `client`).
 """
 
 import base64
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from protean.port.broker import DLQEntry
 
 from .client import Link
@@ -44,12 +52,44 @@ from .messages import (
     new_identifier,
 )
 from .names import DLQ_SUFFIX
-from .topology import Topology
+from .topology import Outgoing, Topology
 
 logger = logging.getLogger(__name__)
 
 _SUBSCRIPTION_METADATA = "_dlq_metadata"
 _SERVER_IDS = uuid.UUID("c8a3e1d2-6b4f-5a7e-8d9c-0f1e2a3b4c5d")
+# Entries `replay_all` republishes together, under one wait for confirms.
+_REPLAY_BATCH = 100
+
+
+class _Browser:
+    """Gets a dead-letter queue's entries in order, unacked, until the queue
+    runs out or the operation's time is up."""
+
+    def __init__(
+        self, queue: AbstractQueue | None, timeout: float, deadline: float
+    ) -> None:
+        self.queue = queue
+        self.ready = queue_depth(queue)
+        self.read = 0
+        self._timeout = timeout
+        self._deadline = deadline
+        self.out_of_time = False
+
+    async def next(self) -> AbstractIncomingMessage | None:
+        if self.queue is None:
+            return None
+        if time.monotonic() >= self._deadline:
+            self.out_of_time = True
+            return None
+        message = await self.queue.get(no_ack=False, fail=False, timeout=self._timeout)
+        self.read += message is not None
+        return message
+
+
+def queue_depth(queue: AbstractQueue | None) -> int:
+    result = queue.declaration_result if queue is not None else None
+    return int(result.message_count or 0) if result is not None else 0
 
 
 class DeadLetters:
@@ -67,24 +107,71 @@ class DeadLetters:
         self._group_of_queue = group_of_queue
         self._timeout = timeout
 
-    async def entries(self, dlq_stream: str) -> list[DLQEntry]:
-        return [entry for entry, _ in await self._browse(dlq_stream, settle=None)]
+    def _deadline(self) -> float:
+        """When an operation stops reading: it must return, with what it has,
+        within the broker's wait for it (three ``OPERATION_TIMEOUT_MS``)."""
+        return time.monotonic() + 2 * self._timeout()
+
+    async def listing(self, dlq_streams: list[str], limit: int) -> list[DLQEntry]:
+        """The first ``limit`` entries of each queue (its oldest), newest
+        first, at most ``limit`` in all: the newest of a queue are behind all
+        the others, and reading those would hold the whole queue."""
+        deadline = self._deadline()
+        found: list[DLQEntry] = []
+        for dlq_stream in dict.fromkeys(dlq_streams):
+            async with self._browsing(dlq_stream, deadline) as browser:
+                while browser.read < limit:
+                    message = await browser.next()
+                    if message is None:
+                        break
+                    found.append(self._entry(dlq_stream, message))
+                self._report_cut_short(browser, dlq_stream, "listing")
+        found.sort(key=lambda e: e.failed_at or "", reverse=True)
+        return found[:limit]
 
     async def find(self, dlq_stream: str, dlq_id: str) -> DLQEntry | None:
-        return next(
-            (e for e in await self.entries(dlq_stream) if e.dlq_id == dlq_id), None
-        )
+        async with self._browsing(dlq_stream, self._deadline()) as browser:
+            while message := await browser.next():
+                entry = self._entry(dlq_stream, message)
+                if entry.dlq_id == dlq_id:
+                    return entry
+            self._report_cut_short(browser, dlq_stream, f"looking for {dlq_id}")
+        return None
 
-    async def replay(
-        self, dlq_stream: str, dlq_id: str | None, target_stream: str
-    ) -> int:
-        """Republish the entry ``dlq_id`` (every entry for None); the count."""
-        replayed = await self._browse(
-            dlq_stream,
-            settle=lambda entry: dlq_id is None or entry.dlq_id == dlq_id,
-            target_stream=target_stream,
-        )
-        return len(replayed)
+    async def replay(self, dlq_stream: str, dlq_id: str, target_stream: str) -> bool:
+        """Republish the entry ``dlq_id`` and remove it; False if not found."""
+        timeout = self._timeout()
+        async with self._browsing(dlq_stream, self._deadline()) as browser:
+            while message := await browser.next():
+                entry = self._entry(dlq_stream, message)
+                if entry.dlq_id == dlq_id:
+                    await self._replay([(entry, message)], target_stream, timeout)
+                    await message.ack()
+                    return True
+            self._report_cut_short(browser, dlq_stream, f"looking for {dlq_id}")
+        return False
+
+    async def replay_all(self, dlq_stream: str, target_stream: str) -> int:
+        """Republish and remove the entries the queue held when called, in
+        batches (one confirm each); the count. What the replay sends back to
+        the queue (failing again) waits for the next call."""
+        timeout = self._timeout()
+        replayed = 0
+        async with self._browsing(dlq_stream, self._deadline()) as browser:
+            while replayed < browser.ready:
+                batch: list[tuple[DLQEntry, AbstractIncomingMessage]] = []
+                while len(batch) < min(_REPLAY_BATCH, browser.ready - replayed):
+                    message = await browser.next()
+                    if message is None:
+                        break
+                    batch.append((self._entry(dlq_stream, message), message))
+                if not batch:
+                    break
+                await self._replay(batch, target_stream, timeout)
+                await batch[-1][1].ack(multiple=True)  # only these are unacked
+                replayed += len(batch)
+            self._report_cut_short(browser, dlq_stream, "replaying")
+        return replayed
 
     async def purge(self, dlq_stream: str) -> int:
         queue_name = self._topology.names.dead_letter_queue(dlq_stream)
@@ -101,62 +188,67 @@ class DeadLetters:
         )
         return found[0] if found else 0
 
-    async def _browse(
-        self,
-        dlq_stream: str,
-        settle: Callable[[DLQEntry], bool] | None,
-        target_stream: str = "",
-    ) -> list[tuple[DLQEntry, AbstractIncomingMessage]]:
-        """Every entry, in order; those ``settle`` picks are replayed to
-        ``target_stream`` and removed, the rest put back untouched."""
+    @asynccontextmanager
+    async def _browsing(
+        self, dlq_stream: str, deadline: float
+    ) -> AsyncIterator[_Browser]:
+        """A browser of the queue on a channel of its own: closing the channel
+        at the end puts back, in order, every entry got and not acked."""
         timeout = self._timeout()
-        queue_name = self._topology.names.dead_letter_queue(dlq_stream)
-        if not await self._topology.exists(queue_name, timeout):
-            return []
         channel = await self._link.channel(timeout)
-        picked: list[tuple[DLQEntry, AbstractIncomingMessage]] = []
         try:
-            queue = await channel.get_queue(queue_name, ensure=False)
-            while True:
-                message = await queue.get(no_ack=False, fail=False, timeout=timeout)
-                if message is None:
-                    break
-                entry = self._entry(dlq_stream, message)
-                if settle is None:
-                    picked.append((entry, message))
-                elif settle(entry):
-                    await self._replay(entry, message, target_stream, timeout)
-                    await message.ack()
-                    picked.append((entry, message))
+            queue_name = self._topology.names.dead_letter_queue(dlq_stream)
+            try:
+                queue: AbstractQueue | None = await channel.declare_queue(
+                    queue_name, passive=True, timeout=timeout
+                )
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                queue = None  # no dead letter yet; RabbitMQ closed the channel
+            yield _Browser(queue, timeout, deadline)
         finally:
-            await channel.close()  # unsettled entries go back, in order
-        return picked
+            if not channel.is_closed:
+                await channel.close()
+
+    def _report_cut_short(self, browser: _Browser, dlq_stream: str, doing: str) -> None:
+        if browser.out_of_time:
+            logger.warning(
+                "Stopped %s in %s after %d entries (twice OPERATION_TIMEOUT_MS): "
+                "RabbitMQ reaches an entry only through every entry before it",
+                doing,
+                dlq_stream,
+                browser.read,
+            )
 
     async def _replay(
         self,
-        entry: DLQEntry,
-        message: AbstractIncomingMessage,
+        batch: list[tuple[DLQEntry, AbstractIncomingMessage]],
         target_stream: str,
         timeout: float,
     ) -> None:
-        body = message.body
-        payload = decode_payload(body)
-        if payload is not None and _SUBSCRIPTION_METADATA in payload:
-            payload = {k: v for k, v in payload.items() if k != _SUBSCRIPTION_METADATA}
-            body = encode_payload(payload)
-        headers: dict[str, Any] = {HEADER_STREAM: target_stream}
-        if entry.consumer_group:
-            headers[HEADER_ONLY_GROUP] = entry.consumer_group
+        """Republish ``batch`` to ``target_stream``, each entry for its
+        failed group only, and wait for every confirm."""
+        outgoing: list[Outgoing] = []
+        for entry, message in batch:
+            body = message.body
+            payload = decode_payload(body)
+            if payload is not None and _SUBSCRIPTION_METADATA in payload:
+                payload = {
+                    k: v for k, v in payload.items() if k != _SUBSCRIPTION_METADATA
+                }
+                body = encode_payload(payload)
+            headers: dict[str, Any] = {HEADER_STREAM: target_stream}
+            if entry.consumer_group:
+                headers[HEADER_ONLY_GROUP] = entry.consumer_group
+            outgoing.append((body, new_identifier(), headers))
         exchange = await self._topology.ensure_stream(target_stream, timeout)
-        await self._topology.send(
-            exchange, "", [(body, new_identifier(), headers)], timeout
-        )
-        logger.info(
-            "Replayed dead letter %s to %s for group %s",
-            entry.dlq_id,
-            target_stream,
-            entry.consumer_group or "(all groups)",
-        )
+        await self._topology.send(exchange, "", outgoing, timeout)
+        for entry, _ in batch:
+            logger.info(
+                "Replayed dead letter %s to %s for group %s",
+                entry.dlq_id,
+                target_stream,
+                entry.consumer_group or "(all groups)",
+            )
 
     def _entry(self, dlq_stream: str, message: AbstractIncomingMessage) -> DLQEntry:
         headers = dict(message.headers or {})
