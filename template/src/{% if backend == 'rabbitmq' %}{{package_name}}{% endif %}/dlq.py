@@ -6,7 +6,8 @@ queue of the stream ``s:dlq`` (see `names`), whatever put it there:
 * the adapter, when a group Protean's engine does not own ran out of retries or
   met a body that is not a JSON object (provenance in headers, body untouched);
 * RabbitMQ, when a quorum queue's delivery limit was reached (an ``x-death``
-  header names the queue, hence the group);
+  header names the queue, hence the group; a queue with a hashed name routes
+  its dead letters by the group's name, see `names.Names.dead_letter_route`);
 * Protean's engine, which publishes what its subscriptions give up on to the
   stream ``s:dlq`` (payload carries ``_dlq_metadata``).
 
@@ -277,12 +278,15 @@ class DeadLetters:
             death = deaths[0]  # by RabbitMQ: the queue's delivery limit
             queue = header_text(death, "queue") or ""
             owner = self._group_of_queue(queue)
+            group = self._topology.names.group_of_dead_letter(
+                dlq_stream, message.exchange or "", message.routing_key or ""
+            )
             when = death.get("time")
             return DLQEntry(
                 dlq_id=str(uuid.uuid5(_SERVER_IDS, f"{identifier}\n{queue}")),
                 original_id=identifier,
                 stream=owner[0] if owner else stream,
-                consumer_group=owner[1] if owner else "",
+                consumer_group=group or (owner[1] if owner else ""),
                 payload=shown,
                 failure_reason=f"RabbitMQ: {header_text(death, 'reason')}",
                 failed_at=when.isoformat() if isinstance(when, datetime) else None,

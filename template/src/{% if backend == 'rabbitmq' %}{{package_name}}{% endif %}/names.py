@@ -17,6 +17,8 @@ import hashlib
 import re
 
 MAX_NAME_LENGTH = 127
+# An AMQP routing key is a short string.
+MAX_ROUTING_KEY_BYTES = 255
 DLQ_SUFFIX = ":dlq"
 
 _KEPT = re.compile(r"[A-Za-z0-9_.:-]")
@@ -88,6 +90,32 @@ class Names:
     def dead_letter_queue(self, dlq_stream: str) -> str:
         """Where dead letters listed under ``dlq_stream`` (``s:dlq``) live."""
         return self.holding_queue(dlq_stream)
+
+    def dead_letter_route(self, stream: str, group: str) -> tuple[str, str]:
+        """The exchange and routing key a group's queue dead-letters to.
+
+        RabbitMQ's dead letter names the queue it left, and a hashed queue
+        name does not give the group back: such a queue dead-letters through
+        the exchange that feeds the dead-letter queue (fanout) with the group
+        as routing key, which the dead letter keeps. The others go straight
+        to the queue, as queues made by earlier releases do: a new route would
+        be an argument those queues cannot change.
+        """
+        dlq_stream = dlq_stream_of(stream)
+        if (
+            self.group_of_queue(self.group_queue(stream, group)) is None
+            and len(group.encode()) <= MAX_ROUTING_KEY_BYTES
+        ):
+            return self.alternate_exchange(dlq_stream), group
+        return "", self.dead_letter_queue(dlq_stream)
+
+    def group_of_dead_letter(
+        self, dlq_stream: str, exchange: str, routing_key: str
+    ) -> str | None:
+        """The group a dead letter routed by `dead_letter_route` left."""
+        if routing_key and exchange == self.alternate_exchange(dlq_stream):
+            return routing_key
+        return None
 
 
 def dlq_stream_of(stream: str) -> str:

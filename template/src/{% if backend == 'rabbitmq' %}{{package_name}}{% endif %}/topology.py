@@ -122,7 +122,7 @@ class Topology:
         self._streams.add(stream)
         return exchange
 
-    def group_arguments(self, stream: str) -> dict[str, Any]:
+    def group_arguments(self, stream: str, group: str) -> dict[str, Any]:
         settings = self.settings
         arguments: dict[str, Any] = {
             **settings.queue_arguments,
@@ -134,10 +134,9 @@ class Topology:
             # Set explicitly: the default is unlimited before RabbitMQ 4.0, 20 after.
             arguments["x-delivery-limit"] = settings.max_retries
         if settings.enable_dlq:
-            arguments["x-dead-letter-exchange"] = ""
-            arguments["x-dead-letter-routing-key"] = self.names.dead_letter_queue(
-                dlq_stream_of(stream)
-            )
+            exchange, routing_key = self.names.dead_letter_route(stream, group)
+            arguments["x-dead-letter-exchange"] = exchange
+            arguments["x-dead-letter-routing-key"] = routing_key
             if settings.queue_type == "quorum":
                 arguments["x-dead-letter-strategy"] = "at-least-once"
                 arguments["x-overflow"] = "reject-publish"
@@ -173,7 +172,9 @@ class Topology:
             # Declared first: a copy is not finished while its log exists.
             await self._declare_queue(log, {"x-queue-type": "classic"})
         copying = created or await self.exists(log, timeout)
-        queue = await self._declare_queue(queue_name, self.group_arguments(stream))
+        queue = await self._declare_queue(
+            queue_name, self.group_arguments(stream, group)
+        )
         if copying:
             await self.copies.finish(stream, group, exchange, copy_wait)
         else:
