@@ -38,6 +38,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from protean.port.broker import DLQEntry
 
 from .client import Link
+from .errors import RabbitMQBrokerError
 from .messages import (
     HEADER_ATTEMPTS,
     HEADER_ERROR,
@@ -61,6 +62,7 @@ _SUBSCRIPTION_METADATA = "_dlq_metadata"
 _SERVER_IDS = uuid.UUID("c8a3e1d2-6b4f-5a7e-8d9c-0f1e2a3b4c5d")
 # Entries `replay_all` republishes together, under one wait for confirms.
 _REPLAY_BATCH = 100
+_FAILURES = (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError)
 
 
 class _Browser:
@@ -71,7 +73,7 @@ class _Browser:
         self, queue: AbstractQueue | None, timeout: float, deadline: float
     ) -> None:
         self.queue = queue
-        self.ready = queue_depth(queue)
+        self.ready = _ready_count(queue)
         self.read = 0
         self._timeout = timeout
         self._deadline = deadline
@@ -88,7 +90,7 @@ class _Browser:
         return message
 
 
-def queue_depth(queue: AbstractQueue | None) -> int:
+def _ready_count(queue: AbstractQueue | None) -> int:
     result = queue.declaration_result if queue is not None else None
     return int(result.message_count or 0) if result is not None else 0
 
@@ -132,7 +134,7 @@ class DeadLetters:
 
     async def find(self, dlq_stream: str, dlq_id: str) -> DLQEntry | None:
         async with self._browsing(dlq_stream, self._deadline()) as browser:
-            while message := await browser.next():
+            while (message := await browser.next()) is not None:
                 entry = self._entry(dlq_stream, message)
                 if entry.dlq_id == dlq_id:
                     return entry
@@ -143,7 +145,7 @@ class DeadLetters:
         """Republish the entry ``dlq_id`` and remove it; False if not found."""
         timeout = self._timeout()
         async with self._browsing(dlq_stream, self._deadline()) as browser:
-            while message := await browser.next():
+            while (message := await browser.next()) is not None:
                 entry = self._entry(dlq_stream, message)
                 if entry.dlq_id == dlq_id:
                     await self._replay([(entry, message)], target_stream, timeout)
@@ -168,8 +170,19 @@ class DeadLetters:
                     batch.append((self._entry(dlq_stream, message), message))
                 if not batch:
                     break
-                await self._replay(batch, target_stream, timeout)
-                await batch[-1][1].ack(multiple=True)  # only these are unacked
+                try:
+                    await self._replay(batch, target_stream, timeout)
+                    await batch[-1][1].ack(multiple=True)  # only these are unacked
+                except _FAILURES as exc:
+                    if not replayed:
+                        raise
+                    logger.warning(
+                        "Replayed %d entries of %s, then failed; the rest stay: %s",
+                        replayed,
+                        dlq_stream,
+                        exc,
+                    )
+                    break
                 replayed += len(batch)
             self._report_cut_short(browser, dlq_stream, "replaying")
         return replayed
