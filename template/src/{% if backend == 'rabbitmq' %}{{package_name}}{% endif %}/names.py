@@ -99,7 +99,8 @@ class Names:
         the exchange that feeds the dead-letter queue (fanout) with the group
         as routing key, which the dead letter keeps. The others go straight
         to the queue, as queues made by earlier releases do: a new route would
-        be an argument those queues cannot change.
+        be an argument those queues cannot change. So does a group whose name
+        is longer than a routing key can be: its dead letters have no group.
         """
         dlq_stream = dlq_stream_of(stream)
         if (
