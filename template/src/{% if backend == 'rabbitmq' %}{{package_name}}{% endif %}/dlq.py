@@ -47,6 +47,7 @@ from .messages import (
     HEADER_ONLY_GROUP,
     HEADER_ORIGINAL_ID,
     HEADER_STREAM,
+    Outgoing,
     decode_payload,
     encode_payload,
     header_int,
@@ -54,7 +55,7 @@ from .messages import (
     new_identifier,
 )
 from .names import DLQ_SUFFIX
-from .topology import Outgoing, Topology
+from .topology import Topology
 
 logger = logging.getLogger(__name__)
 
