@@ -87,6 +87,8 @@ class Delivery:
     received_at: float
     handed_at: float = 0.0
     due: float | None = None  # set while held for a retry
+    # Protean's engine published it to the dead-letter stream itself.
+    dead_lettered_upstream: bool = False
 
 
 class OpenDeliveries:
@@ -478,6 +480,15 @@ class GroupConsumer:
         delivery = self._open.pop(identifier)
         return delivery is not None and self._acks.ack_soon(delivery.message)
 
+    def dead_lettered_upstream(self, identifier: str) -> None:
+        """Protean's engine dead-lettered ``identifier`` itself: it does so,
+        without settling it, for a message it cannot deserialize. Settled
+        after ``message_timeout`` instead of being handed out again (and
+        dead-lettered again) for ever."""
+        delivery = self._open.get(identifier)
+        if delivery is not None and self.owned:
+            delivery.dead_lettered_upstream = True
+
     async def nack(self, identifier: str) -> bool:
         delivery = self._open.get(identifier)
         if delivery is None or delivery.due is not None:
@@ -570,6 +581,11 @@ class GroupConsumer:
                 delivery.due is None
                 and now - delivery.handed_at > self.settings.message_timeout
             ):
+                if delivery.dead_lettered_upstream:
+                    # As Protean's Redis broker: never handed out again.
+                    self._open.pop(delivery.identifier)
+                    await self._acks.ack(delivery.message)
+                    continue
                 await self._fail(delivery, "not settled within message_timeout")
         # A retry waiting its backoff is put back as a copy. A delivery being
         # handled is not: message_timeout (refused at or above HOLD_LIMIT)
