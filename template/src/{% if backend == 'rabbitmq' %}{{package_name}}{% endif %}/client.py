@@ -195,21 +195,27 @@ class Link:
     async def _connect(self, timeout: float) -> AbstractConnection:
         """Connect to the first address that answers within ``timeout``,
         beginning with the one that answered last: a cluster's other nodes
-        take over from one that stopped."""
+        take over from one that stopped. Each address gets an equal share of
+        what is left, so a node that accepts connections and never answers
+        does not keep the others from being tried; the next attempt begins
+        after it."""
         deadline = time.monotonic() + timeout
         addresses = self.settings.addresses
         reasons = []
+        first = self._current
         for turn in range(len(addresses)):
-            index = (self._current + turn) % len(addresses)
-            left = deadline - time.monotonic()
-            if left <= 0:
+            index = (first + turn) % len(addresses)
+            share = (deadline - time.monotonic()) / (len(addresses) - turn)
+            if share <= 0:
                 break
             try:
-                connection = await self._open(addresses[index], left)
+                connection = await self._open(addresses[index], share)
             except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
                 if _refusal(exc):
                     raise self._refused(addresses[index]) from None
-                reasons.append(f"{addresses[index].safe}: {exc or type(exc).__name__}")
+                reason = str(exc) or f"no answer within {share:.1f}s"
+                reasons.append(f"{addresses[index].safe}: {reason}")
+                self._current = (index + 1) % len(addresses)
                 continue
             self._current = index
             self._answered(addresses[index], connection)
