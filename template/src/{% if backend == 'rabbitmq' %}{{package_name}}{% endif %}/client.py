@@ -162,8 +162,14 @@ class Link:
     when it ends; a refused sign-in once, naming what to check.
     """
 
-    def __init__(self, settings: RabbitMQSettings, on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: RabbitMQSettings,
+        on_lost: Callable[[], None],
+        name: str = "protean broker",
+    ) -> None:
         self.settings = settings
+        self._name = name
         self._on_lost = on_lost
         self._connection: AbstractConnection | None = None
         self._lock: asyncio.Lock | None = None
@@ -238,7 +244,7 @@ class Link:
                 timeout=timeout,
                 ssl_context=self.settings.ssl_context(),
                 heartbeat=self.settings.heartbeat,
-                client_properties={"connection_name": "protean broker"},
+                client_properties={"connection_name": self._name},
                 connection_class=_Connection,
             ),
             timeout,

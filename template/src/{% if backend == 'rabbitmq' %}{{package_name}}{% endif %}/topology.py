@@ -41,13 +41,24 @@ logger = logging.getLogger(__name__)
 class Topology:
     """What exists on the server, declared once per connection."""
 
-    def __init__(self, link: Link, names: Names, settings: RabbitMQSettings) -> None:
+    def __init__(
+        self,
+        link: Link,
+        publishing: Link,
+        names: Names,
+        settings: RabbitMQSettings,
+    ) -> None:
         self._link = link
+        # Publishes go on a connection of their own: under a memory or disk
+        # alarm RabbitMQ blocks the connections that publish, and acks and
+        # reads must not wait with them.
+        self._publishing = publishing
         self.names = names
         self.settings = settings
         self._channel: AbstractChannel | None = None
         self._publisher: AbstractChannel | None = None
         self._inspector: AbstractChannel | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._streams: set[str] = set()
         self._groups: set[tuple[str, str]] = set()
         # Every group declared since the last data reset, across connections.
@@ -58,6 +69,10 @@ class Topology:
         self.copies = HeldCopies(
             link, names, self.send, lambda: self.settings.operation_timeout
         )
+
+    def publishing_lost(self) -> None:
+        """The publishing connection is gone: open a channel on the next."""
+        self._publisher = None
 
     def forget(self) -> None:
         """The connection is gone, or something declared was deleted out of
@@ -240,7 +255,7 @@ class Topology:
 
     async def publisher(self, timeout: float) -> AbstractChannel:
         if self._publisher is None or self._publisher.is_closed:
-            self._publisher = await self._link.channel(timeout, confirms=True)
+            self._publisher = await self._publishing.channel(timeout, confirms=True)
         return self._publisher
 
     async def send(
@@ -257,8 +272,16 @@ class Topology:
         """
         if not messages:
             return
-        channel = await self.publisher(timeout)
-        underlay = await channel.get_underlay_channel()
+        try:
+            async with asyncio.timeout(timeout):
+                channel = await self.publisher(timeout)
+                underlay = await channel.get_underlay_channel()
+        except TimeoutError:
+            self._publisher = None
+            raise PublishTimedOut(
+                f"RabbitMQ did not open a publishing channel within {timeout:.1f}s "
+                "(PUBLISH_TIMEOUT_MS): a memory or disk alarm blocks publishers"
+            ) from None
         publishes = [
             underlay.basic_publish(
                 body,
@@ -279,10 +302,15 @@ class Topology:
                 results = await _settled(publishes)
         except TimeoutError:
             self._publisher = None
-            await _close_quietly(channel)
+            # Closed behind the caller: a blocked connection reads no frame,
+            # so waiting for the close would double the caller's wait.
+            closing = asyncio.get_running_loop().create_task(_close_quietly(channel))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
             raise PublishTimedOut(
                 f"RabbitMQ did not confirm {len(messages)} message(s) within "
-                f"{timeout:.1f}s (PUBLISH_TIMEOUT_MS)"
+                f"{timeout:.1f}s (PUBLISH_TIMEOUT_MS); check the node's alarms "
+                "(memory, disk) and its load"
             ) from None
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
