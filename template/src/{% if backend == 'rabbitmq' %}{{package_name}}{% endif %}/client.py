@@ -72,6 +72,7 @@ class EventLoopThread:
     def __init__(self, name: str) -> None:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -83,7 +84,7 @@ class EventLoopThread:
                     target=_serve, args=(loop,), name=self._name, daemon=True
                 )
                 thread.start()
-                self._loop = loop
+                self._loop, self._thread = loop, thread
             return self._loop
 
     def run(self, operation: Coroutine[Any, Any, Result], timeout: float) -> Result:
@@ -114,12 +115,18 @@ class EventLoopThread:
             )
         return started[0].result()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and return once it is closed and its thread ended: a
+        host that closes every loop made during a test (Protean's own test
+        suite does) must not close it at the same moment from another thread."""
         with self._lock:
             loop, self._loop = self._loop, None
+            thread, self._thread = self._thread, None
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # closed already
                 loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
