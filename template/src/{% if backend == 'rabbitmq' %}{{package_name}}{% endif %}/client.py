@@ -324,3 +324,13 @@ class Link:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             await connection.close()
+
+
+async def close_quietly(channel: AbstractChannel) -> None:
+    """Close a channel being given up; a failure to close it is only logged."""
+    if channel.is_closed:
+        return
+    try:
+        await channel.close()
+    except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
+        logger.debug("closing a channel failed: %s", exc)

@@ -38,7 +38,7 @@ from aio_pika.abc import AbstractChannel
 from aiormq.abc import DeliveredMessage
 
 from .acks import Acks
-from .client import Link
+from .client import Link, close_quietly
 from .config import HOLD_LIMIT, RabbitMQSettings
 from .errors import RabbitMQBrokerError
 from .messages import (
@@ -289,7 +289,7 @@ class GroupConsumer:
         self.forget()
         if channel is not None:
             # Not from here: this runs inside the channel's own frame reader.
-            closing = self._loop.create_task(_close_quietly(channel))
+            closing = self._loop.create_task(close_quietly(channel))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
@@ -317,7 +317,7 @@ class GroupConsumer:
         channel, self._channel = self._channel, None
         self.forget()
         if channel is not None:
-            await _close_quietly(channel)
+            await close_quietly(channel)
 
     # -- reading ------------------------------------------------------------
 
@@ -659,12 +659,3 @@ class GroupConsumer:
             "prefetched": len(self._ready),
             "dead_lettered": self.dead_lettered,
         }
-
-
-async def _close_quietly(channel: AbstractChannel) -> None:
-    if channel.is_closed:
-        return
-    try:
-        await channel.close()
-    except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
-        logger.debug("closing a consumer's channel: %s", exc)

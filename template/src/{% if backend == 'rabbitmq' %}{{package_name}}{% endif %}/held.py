@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from .client import Link
+from .client import Link, close_quietly
 from .errors import RabbitMQBrokerError
 from .messages import Outgoing
 from .names import Names
@@ -112,13 +112,14 @@ class HeldCopies:
                 # What reached the holding queue before the bind took effect.
                 await self._pass(holding, queue_name, log_name, seen, timeout)
             finally:
-                await _close(browser)  # puts every browsed message back, in order
+                # Puts every browsed message back, in order.
+                await close_quietly(browser)
             await lock.queue_delete(log_name, timeout=timeout)
             await lock.queue_delete(lock_name, timeout=timeout)
             logger.info("copied %d held messages into %s", len(seen), queue_name)
         finally:
             # A lock left behind goes with this process's connection.
-            await _close(lock)
+            await close_quietly(lock)
 
     async def _lock(
         self, channel: AbstractChannel, lock_name: str, stream: str, timeout: float
@@ -145,7 +146,7 @@ class HeldCopies:
                 bound = bound or record.headers.get("kind") == _BOUND
                 seen.update(json.loads(record.body))
         finally:
-            await _close(browser)
+            await close_quietly(browser)
 
     async def _pass(
         self,
@@ -179,15 +180,6 @@ class HeldCopies:
     ) -> None:
         body = json.dumps(identifiers).encode()
         await self._send("", log_name, [(body, kind, {"kind": kind})], timeout)
-
-
-async def _close(channel: AbstractChannel) -> None:
-    if channel.is_closed:
-        return
-    try:
-        await channel.close()
-    except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
-        logger.debug("closing a channel failed: %s", exc)
 
 
 def _log_failure(task: "asyncio.Task[None]", queue_name: str) -> None:

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 from aiormq import spec
 from aiormq.abc import ConfirmationFrameType
 
-from .client import Link
+from .client import Link, close_quietly
 from .config import LENGTH_LIMITS, RabbitMQSettings
 from .errors import (
     ExchangeMissing,
@@ -304,7 +304,7 @@ class Topology:
             self._publisher = None
             # Closed behind the caller: a blocked connection reads no frame,
             # so waiting for the close would double the caller's wait.
-            closing = asyncio.get_running_loop().create_task(_close_quietly(channel))
+            closing = asyncio.get_running_loop().create_task(close_quietly(channel))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
             raise PublishTimedOut(
@@ -352,10 +352,3 @@ def _publish_error(exc: BaseException, count: int, target: str) -> Exception:
     if isinstance(exc, aiormq.exceptions.AMQPError | OSError | ConnectionError):
         return ServerUnreachable(f"connection to RabbitMQ lost while publishing: {exc}")
     return PublishNotConfirmed(f"publishing to {target!r} failed: {exc!r}")
-
-
-async def _close_quietly(channel: AbstractChannel) -> None:
-    try:
-        await channel.close()
-    except Exception:  # the channel is being given up anyway; logged
-        logger.debug("closing a channel failed", exc_info=True)
