@@ -1,17 +1,19 @@
 """Giving a new group what its stream held before the group existed.
 
 A stream with no group bound routes what it receives to its holding queue
-(see `topology`). A group made later gets a copy of all of it, in order, before
-anything published after it: its queue is declared unbound, the held messages
-are copied into it, the queue is bound, and what reached the holding queue
-meanwhile is copied too. Nobody consumes the group's queue until then.
+(see `topology`). A group made later gets a copy of all of it: its queue is
+declared and bound at once, so it misses nothing published from then on, and
+the held messages are copied into it. Nobody consumes the group's queue until
+the copy is done; what was published meanwhile comes first (the README says
+so), then what the stream held, in its order.
 
 The copy can be long (a holding queue keeps a day of messages by default), so
 it runs as a task of its own, in confirmed chunks, never inside one read's
 time budget; reads of the group return nothing until it is done. It survives
 a timeout, a lost connection and a crash: the group's copy log (a classic
 queue) records each chunk once it is confirmed, and the next attempt, in this
-process or another, skips what it lists. The log's existence is the mark of a
+process or another, skips what it lists (a chunk confirmed but not yet logged
+is copied twice). The log's existence is the mark of a
 copy not finished; it is deleted last. One copy per stream runs at a time
 across processes, under an exclusive queue RabbitMQ deletes with the
 connection that holds it: two browsing the holding queue at once would each
@@ -19,6 +21,8 @@ see only part of it.
 """
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,8 +41,6 @@ logger = logging.getLogger(__name__)
 CHUNK = 500
 
 Send = Callable[[str, str, Sequence[Outgoing], float], Awaitable[None]]
-
-_BOUND = "bound"
 
 
 class CopyUnderWay(RabbitMQBrokerError):
@@ -59,7 +61,7 @@ class HeldCopies:
         # Within this process: an exclusive queue locks out other connections.
         self._streams: dict[str, asyncio.Lock] = {}
 
-    async def finish(self, stream: str, group: str, exchange: str, wait: float) -> None:
+    async def finish(self, stream: str, group: str, wait: float) -> None:
         """Run (or resume) the group's copy, waiting for it up to ``wait``.
 
         Raises `CopyUnderWay` if it is still running then; it goes on.
@@ -67,9 +69,7 @@ class HeldCopies:
         queue_name = self._names.group_queue(stream, group)
         task = self._tasks.get(queue_name)
         if task is None or task.done():
-            task = asyncio.get_running_loop().create_task(
-                self._copy(stream, group, exchange)
-            )
+            task = asyncio.get_running_loop().create_task(self._copy(stream, group))
             self._tasks[queue_name] = task
             task.add_done_callback(lambda done: _log_failure(done, queue_name))
         try:
@@ -86,11 +86,11 @@ class HeldCopies:
             task.cancel()
         self._tasks.clear()
 
-    async def _copy(self, stream: str, group: str, exchange: str) -> None:
+    async def _copy(self, stream: str, group: str) -> None:
         async with self._streams.setdefault(stream, asyncio.Lock()):
-            await self._copy_locked(stream, group, exchange)
+            await self._copy_locked(stream, group)
 
-    async def _copy_locked(self, stream: str, group: str, exchange: str) -> None:
+    async def _copy_locked(self, stream: str, group: str) -> None:
         timeout = self._timeout()
         queue_name = self._names.group_queue(stream, group)
         log_name = self._names.copy_log(stream, group)
@@ -98,27 +98,28 @@ class HeldCopies:
         lock = await self._link.channel(timeout)
         try:
             await self._lock(lock, lock_name, stream, timeout)
-            seen, bound = await self._read_log(log_name, timeout)
+        except BaseException:
+            await close_quietly(lock)
+            raise
+        try:
+            seen = await self._read_log(log_name, timeout)
             browser = await self._link.channel(timeout)
             try:
                 holding = await browser.get_queue(
                     self._names.holding_queue(stream), ensure=False
                 )
-                if not bound:
-                    await self._pass(holding, queue_name, log_name, seen, timeout)
-                    group_queue = await browser.get_queue(queue_name, ensure=False)
-                    await group_queue.bind(exchange, timeout=timeout)
-                    await self._record(log_name, _BOUND, [], timeout)
-                # What reached the holding queue before the bind took effect.
                 await self._pass(holding, queue_name, log_name, seen, timeout)
             finally:
                 # Puts every browsed message back, in order.
                 await close_quietly(browser)
             await lock.queue_delete(log_name, timeout=timeout)
-            await lock.queue_delete(lock_name, timeout=timeout)
             logger.info("copied %d held messages into %s", len(seen), queue_name)
         finally:
-            # A lock left behind goes with this process's connection.
+            # Deleted whatever happened: other processes wait for it.
+            with contextlib.suppress(
+                aiormq.exceptions.AMQPError, OSError, RuntimeError
+            ):
+                await lock.queue_delete(lock_name, timeout=timeout)
             await close_quietly(lock)
 
     async def _lock(
@@ -132,18 +133,16 @@ class HeldCopies:
                 "group; this one waits for it"
             ) from None
 
-    async def _read_log(self, log_name: str, timeout: float) -> tuple[set[str], bool]:
-        """Identifiers already copied, and whether the queue was bound."""
+    async def _read_log(self, log_name: str, timeout: float) -> set[str]:
+        """The keys (see `_key`) of the messages already copied."""
         seen: set[str] = set()
-        bound = False
         browser = await self._link.channel(timeout)
         try:
             log = await browser.get_queue(log_name, ensure=False)
             while True:
                 record = await log.get(no_ack=False, fail=False, timeout=timeout)
                 if record is None:
-                    return seen, bound
-                bound = bound or record.headers.get("kind") == _BOUND
+                    return seen
                 seen.update(json.loads(record.body))
         finally:
             await close_quietly(browser)
@@ -159,27 +158,34 @@ class HeldCopies:
         """Copy what the holding queue has and ``seen`` lacks, chunk by chunk."""
         while True:
             chunk: list[Outgoing] = []
+            keys: list[str] = []
             exhausted = False
             while len(chunk) < CHUNK:
                 message = await holding.get(no_ack=False, fail=False, timeout=timeout)
                 if message is None:
                     exhausted = True
                     break
-                identifier = message.message_id or ""
-                if identifier not in seen:
-                    seen.add(identifier)
+                key = _key(message.message_id, message.body)
+                if key not in seen:
+                    seen.add(key)
+                    keys.append(key)
+                    identifier = message.message_id or ""
                     chunk.append((message.body, identifier, dict(message.headers)))
             if chunk:
                 await self._send("", queue_name, chunk, timeout)
-                await self._record(log_name, "chunk", [i for _, i, _ in chunk], timeout)
+                await self._record(log_name, keys, timeout)
             if exhausted:
                 return
 
-    async def _record(
-        self, log_name: str, kind: str, identifiers: list[str], timeout: float
-    ) -> None:
-        body = json.dumps(identifiers).encode()
-        await self._send("", log_name, [(body, kind, {"kind": kind})], timeout)
+    async def _record(self, log_name: str, keys: list[str], timeout: float) -> None:
+        body = json.dumps(keys).encode()
+        await self._send("", log_name, [(body, "", {})], timeout)
+
+
+def _key(identifier: str | None, body: bytes) -> str:
+    """A held message: other producers may repeat or leave out ``message_id``,
+    so its body counts too."""
+    return f"{identifier or ''}/{hashlib.blake2b(body, digest_size=12).hexdigest()}"
 
 
 def _log_failure(task: "asyncio.Task[None]", queue_name: str) -> None:

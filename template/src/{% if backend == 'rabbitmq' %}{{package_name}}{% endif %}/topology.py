@@ -190,12 +190,11 @@ class Topology:
         queue = await self._declare_queue(
             queue_name, self.group_arguments(stream, group)
         )
-        if copying:
-            await self.copies.finish(stream, group, exchange, copy_wait)
-        else:
-            await queue.bind(exchange, timeout=timeout)
-        self._groups.add((stream, group))
+        await queue.bind(exchange, timeout=timeout)
         self.declared_groups.add((stream, group))
+        if copying:
+            await self.copies.finish(stream, group, copy_wait)
+        self._groups.add((stream, group))
         return queue_name, created
 
     async def _declare_queue(
