@@ -137,6 +137,23 @@ class Topology:
         self._streams.add(stream)
         return exchange
 
+    async def rebind(self, stream: str, timeout: float) -> None:
+        """Declare ``stream`` again and bind the groups declared for it: its
+        exchange was deleted out of band, and with it their bindings (a queue
+        that went too is declared again by its consumer)."""
+        exchange = await self.ensure_stream(stream, timeout)
+        for declared, group in list(self.declared_groups):
+            if declared != stream:
+                continue
+            try:
+                channel = await self.channel(timeout)
+                queue = await channel.get_queue(
+                    self.names.group_queue(stream, group), ensure=False
+                )
+                await queue.bind(exchange, timeout=timeout)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                self._channel = None  # RabbitMQ closed it
+
     def group_arguments(self, stream: str, group: str) -> dict[str, Any]:
         settings = self.settings
         arguments: dict[str, Any] = {
