@@ -163,6 +163,7 @@ class GroupConsumer:
         self._tag = ""
         self._narrow = False
         self._starting = asyncio.Lock()
+        self._housekeeping_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         # Given back to the queue and not yet delivered again (see
         # `_housekeeping`): deliveries sent before them go back too.
@@ -574,7 +575,12 @@ class GroupConsumer:
 
     async def _housekeeping(self) -> None:
         """Count deliveries unsettled past ``message_timeout`` as failed, and
-        put back whatever was held past `HOLD_LIMIT`."""
+        put back whatever was held past `HOLD_LIMIT`. One at a time: reads
+        from several threads would each count the same failure."""
+        async with self._housekeeping_lock:
+            await self._look_after()
+
+    async def _look_after(self) -> None:
         now = time.monotonic()
         for delivery in self._open.snapshot():
             if (
