@@ -62,6 +62,8 @@ from .topology import Topology
 
 logger = logging.getLogger(__name__)
 
+# Identifiers of deliveries given back to their queue remembered per group.
+GIVEN_BACK_REMEMBERED = 10_000
 # How often a group nobody reads is looked after.
 SWEEP_INTERVAL = 30.0
 
@@ -169,6 +171,10 @@ class GroupConsumer:
         # `_housekeeping`): deliveries sent before them go back too.
         self._returning: set[str] = set()
         self._returning_until = 0.0
+        self._set_aside: list[DeliveredMessage] = []
+        # Identifiers given back once already: a second time, they are put
+        # back as copies instead (see `_give_back`).
+        self._given_back: dict[str, None] = {}
         self.consumers: set[str] = set()
         self.created_at = time.time()
         self.dead_lettered = 0
@@ -261,19 +267,27 @@ class GroupConsumer:
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._acks.delivered(message)
-        if self._returning and time.monotonic() < self._returning_until:
-            identifier = message_id(message) or ""
-            if identifier not in self._returning:
-                # Sent before the server took back what was given back: it
-                # goes back too, behind them, so queue order holds (once).
-                self._returning.add(identifier)
-                await self._acks.requeue([message])
-                return
-            self._returning.discard(identifier)
-        self._arrivals.append(message_id(message) or "")
-        self._ready.append(message)
+        identifier = message_id(message) or ""
+        self._arrivals.append(identifier)
         self._received[id(message)] = time.monotonic()
+        if self._returning and identifier not in self._returning:
+            # Sent before the server took back what was given back: it waits
+            # here, behind them, so queue order holds (see `_give_back`).
+            self._set_aside.append(message)
+        else:
+            self._returning.discard(identifier)
+            self._ready.append(message)
+        self._release_set_aside()
         self._arrived.set()
+
+    def _release_set_aside(self) -> None:
+        """Once all that was given back is here again (or its time is up:
+        the server may have dead-lettered one), what waited behind it follows."""
+        if self._returning and time.monotonic() < self._returning_until:
+            return
+        self._returning.clear()
+        self._ready.extend(self._set_aside)
+        self._set_aside.clear()
 
     async def _cancelled(self, frame: Any) -> None:
         """RabbitMQ ended the consumer: its queue was deleted out of band.
@@ -306,6 +320,7 @@ class GroupConsumer:
         self._ready.clear()
         self._received.clear()
         self._returning.clear()
+        self._set_aside.clear()
         self._open.clear()
         self._acks.reset()
         self._channel = None
@@ -612,22 +627,40 @@ class GroupConsumer:
             self._ready
             and now - self._received.get(id(self._ready[0]), now) > HOLD_LIMIT
         ):
-            # Prefetched, never handed out: all of them go back into their
-            # places in the queue, ahead of what followed them.
-            waiting = list(self._ready)
-            logger.warning(
-                "%d deliveries of %s waited in the prefetch buffer for %.0fs: "
-                "given back to the queue in order; a lower PREFETCH suits "
-                "handlers this slow",
-                len(waiting),
-                self.queue_name,
-                now - self._received.get(id(waiting[0]), now),
-            )
-            self._ready.clear()
-            self._received.clear()
-            self._returning |= {message_id(m) or "" for m in waiting}
-            self._returning_until = now + self.settings.operation_timeout
-            await self._acks.requeue(waiting)
+            await self._give_back(now)
+        self._release_set_aside()
+
+    async def _give_back(self, now: float) -> None:
+        """Prefetched deliveries that waited `HOLD_LIMIT` go back to their
+        places in the queue, ahead of what followed them. On a quorum queue a
+        return counts as a delivery, so each message goes back so only once:
+        a second time it is put back as a copy at the end of the queue."""
+        waiting = list(self._ready) + self._set_aside
+        logger.warning(
+            "%d deliveries of %s waited in the prefetch buffer for %.0fs: "
+            "given back to the queue; a lower PREFETCH suits handlers this slow",
+            len(waiting),
+            self.queue_name,
+            now - self._received.get(id(waiting[0]), now),
+        )
+        self._ready.clear()
+        self._set_aside.clear()
+        self._received.clear()
+        again = [m for m in waiting if (message_id(m) or "") in self._given_back]
+        first = [m for m in waiting if (message_id(m) or "") not in self._given_back]
+        for message in first:
+            self._given_back[message_id(message) or ""] = None
+        while len(self._given_back) > GIVEN_BACK_REMEMBERED:
+            del self._given_back[next(iter(self._given_back))]
+        self._returning |= {message_id(m) or "" for m in first}
+        self._returning_until = now + self.settings.operation_timeout
+        await self._acks.requeue(first)
+        for message in again:
+            attempts = header_int(headers_of(message), HEADER_ATTEMPTS)
+            if not await self._put_back(
+                message, message_id(message) or new_identifier(), attempts
+            ):
+                await self._acks.requeue([message])
 
     async def _put_back(
         self,
