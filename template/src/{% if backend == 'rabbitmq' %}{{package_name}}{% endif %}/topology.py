@@ -79,9 +79,18 @@ class Topology:
         band: declare again on the next use."""
         self._streams.clear()
         self._groups.clear()
+        for channel in (self._channel, self._publisher, self._inspector):
+            if channel is not None and not channel.is_closed:
+                self._close_later(channel)
         self._channel = None
         self._publisher = None
         self._inspector = None
+
+    def _close_later(self, channel: AbstractChannel) -> None:
+        """Close a channel given up, without waiting for it (on the loop)."""
+        closing = asyncio.get_running_loop().create_task(close_quietly(channel))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def channel(self, timeout: float) -> AbstractChannel:
         """A channel for declarations; an error closes it, so it is renewed."""
@@ -320,9 +329,7 @@ class Topology:
             self._publisher = None
             # Closed behind the caller: a blocked connection reads no frame,
             # so waiting for the close would double the caller's wait.
-            closing = asyncio.get_running_loop().create_task(close_quietly(channel))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._close_later(channel)
             raise PublishTimedOut(
                 f"RabbitMQ did not confirm {len(messages)} message(s) within "
                 f"{timeout:.1f}s (PUBLISH_TIMEOUT_MS); check the node's alarms "
