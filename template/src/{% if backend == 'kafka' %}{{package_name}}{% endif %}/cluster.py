@@ -37,7 +37,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from .config import KafkaSettings
 from .credentials import Credentials
-from .errors import ClusterUnreachable, KafkaBrokerError
+from .errors import ClusterUnreachable, KafkaBrokerError, TopicMissing
 from .reachability import Reachability
 
 _LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
@@ -227,6 +227,23 @@ class Cluster:
                     f"Kafka could not create topic {topic!r}: {exc}"
                 ) from exc
         self._wait_until_led(topic, deadline)
+        self._ready.add(topic)
+
+    def require_topic(self, topic: str, compacted: bool = False) -> None:
+        """Create ``topic``, or with ``CREATE_TOPICS = false`` make sure it
+        exists: raise `TopicMissing` at once, rather than let a write to it
+        wait out ``PUBLISH_TIMEOUT_MS`` for a topic nobody creates."""
+        if topic in self._ready:
+            return
+        if self._settings.create_topics:
+            self.ensure_topic(topic, compacted=compacted)
+            return
+        if not self.partitions(topic):
+            kind = " (cleanup.policy=compact)" if compacted else ""
+            raise TopicMissing(
+                f"topic {topic!r} does not exist and CREATE_TOPICS = false: "
+                f"create it{kind} or set CREATE_TOPICS = true"
+            )
         self._ready.add(topic)
 
     def _wait_until_led(self, topic: str, deadline: float) -> None:

@@ -11,7 +11,9 @@ acks and nacks single messages. A group consumer bridges the two:
   same identifier, after the backoff ``retry_delay * backoff_multiplier**n``;
 * for groups Protean's engine does not own, the retry count is enforced here:
   past ``max_retries`` the message is dead-lettered, and only finished once the
-  dead-letter write is confirmed;
+  dead-letter write is confirmed; the write runs on the broker's dead-letter
+  writer thread, so neither the caller nor the group's lock waits for Kafka,
+  and a failed write is tried again after a growing pause;
 * commits are coalesced (every ``COMMIT_EVERY`` finished messages or
   ``COMMIT_INTERVAL_MS``), made synchronously when partitions are revoked, and
   flushed on close; a revoked partition's local state is dropped, so a late ack
@@ -78,11 +80,20 @@ class Delivery:
     delivered_at: float = 0.0
     # Handed out at least once by this consumer (counted in its partition).
     handed: bool = False
+    # Why it goes to the dead-letter topic, once it must; "" until then.
+    dead_letter_reason: str = ""
+    # Failed dead-letter writes so far, for the pause before the next one.
+    dead_letter_failures: int = 0
 
 
 # Writes a delivery to the group's dead-letter topic; True once it is safe to
 # finish the message (write confirmed, or dead-lettering is switched off).
+# Called on the dead-letter writer's thread, never under a consumer's lock.
 DeadLetter = Callable[[Delivery, str], bool]
+# Runs a job on the dead-letter writer's thread.
+Submit = Callable[[Callable[[], None]], None]
+# The longest pause between two attempts to write one dead letter.
+_DEAD_LETTER_PAUSE_MAX = 30.0
 # The end offset this process's own confirmed writes reached in a partition.
 ProducedEnd = Callable[[str, int], int]
 
@@ -97,6 +108,7 @@ class GroupConsumer:
         topic: str,
         settings: KafkaSettings,
         dead_letter: DeadLetter,
+        submit: Submit,
         produced_end: ProducedEnd,
         auto_ack: bool,
         credentials: Credentials,
@@ -119,6 +131,7 @@ class GroupConsumer:
         self.has_read = False
         self._settings = settings
         self._dead_letter = dead_letter
+        self._submit = submit
         self._produced_end = produced_end
         # Refused sign-ins are told once there, and end a read's wait at once.
         self._credentials = credentials
@@ -145,6 +158,8 @@ class GroupConsumer:
         self._inflight: dict[str, Delivery] = {}
         # Nacked (or waiting to retry a dead-letter write), by identifier.
         self._waiting: dict[str, Delivery] = {}
+        # Handed to the dead-letter writer, by identifier: open until written.
+        self._parking: dict[str, Delivery] = {}
         self._schedule = RetrySchedule(time.monotonic)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
@@ -250,6 +265,9 @@ class GroupConsumer:
         }
         self._waiting = {
             i: d for i, d in self._waiting.items() if d.partition not in gone
+        }
+        self._parking = {
+            i: d for i, d in self._parking.items() if d.partition not in gone
         }
 
     # -- reading ----------------------------------------------------------
@@ -357,7 +375,11 @@ class GroupConsumer:
                     break
                 delivery = self._ready.popleft()
                 identifier = delivery.record.identifier
-                if identifier in self._inflight or identifier in self._waiting:
+                if (
+                    identifier in self._inflight
+                    or identifier in self._waiting
+                    or identifier in self._parking
+                ):
                     # Another record with this message-id is still open (a
                     # mirror or a retried write copied it): finish the copy,
                     # or its offset would hold every later commit back.
@@ -384,7 +406,7 @@ class GroupConsumer:
             f"handed out {earlier} times to consumers that stopped before "
             f"finishing it (max_retries={limit})"
         )
-        self._dead_letter_or_hold(delivery, reason)
+        self._park(delivery, reason)
         return True
 
     def _accept_all(self, messages: list[Message]) -> None:
@@ -416,7 +438,7 @@ class GroupConsumer:
         delivery = Delivery(record, partition, offset, record.payload or {})
         if record.payload is None:
             delivery.problem = record.problem
-            self._dead_letter_or_hold(delivery, record.problem)
+            self._park(delivery, record.problem)
         else:
             self._ready.append(delivery)
 
@@ -486,14 +508,34 @@ class GroupConsumer:
             self._hold(delivery, self._backoff(delivery.attempts - 1))
         else:
             reason = f"{cause}; gave up after {delivery.attempts} attempts"
-            self._dead_letter_or_hold(delivery, f"{reason} (max_retries={limit})")
+            self._park(delivery, f"{reason} (max_retries={limit})")
 
-    def _dead_letter_or_hold(self, delivery: Delivery, reason: str) -> None:
-        if self._dead_letter(delivery, reason):
-            self._finish(delivery)
-        else:
-            # Not safe to finish: try again after a backoff.
-            self._hold(delivery, self._backoff(delivery.attempts))
+    def _park(self, delivery: Delivery, reason: str) -> None:
+        """Hand ``delivery`` to the dead-letter writer (under ``_lock``). It
+        stays open, so no commit passes it, until the write is confirmed."""
+        delivery.dead_letter_reason = reason
+        self._parking[delivery.record.identifier] = delivery
+        self._submit(partial(self._write_dead_letter, delivery))
+
+    def _write_dead_letter(self, delivery: Delivery) -> None:
+        """On the writer's thread: write, then finish the delivery, or hold
+        it for another attempt after a pause that doubles up to 30 s."""
+        if self._closed:
+            return  # the next owner reads the record again
+        written = self._dead_letter(delivery, delivery.dead_letter_reason)
+        with self._lock:
+            if self._parking.get(delivery.record.identifier) is not delivery:
+                return  # its partition moved meanwhile: the new owner has it
+            del self._parking[delivery.record.identifier]
+            if written:
+                self._finish(delivery)
+            else:
+                failures = delivery.dead_letter_failures
+                delivery.dead_letter_failures += 1
+                pause = min(2.0**failures, _DEAD_LETTER_PAUSE_MAX)
+                self._hold(delivery, pause)
+        if written:
+            self._commit_unless_polled()
 
     def _backoff(self, retries: int) -> float:
         settings = self._settings
@@ -510,8 +552,8 @@ class GroupConsumer:
             delivery = self._waiting.pop(identifier, None)
             if delivery is None:
                 continue  # acked meanwhile, or its partition was revoked
-            if delivery.problem:
-                self._dead_letter_or_hold(delivery, delivery.problem)
+            if delivery.dead_letter_reason:
+                self._park(delivery, delivery.dead_letter_reason)
             else:
                 released.append(delivery)
         self._ready.extendleft(reversed(released))
@@ -641,6 +683,7 @@ class GroupConsumer:
                 "partitions": sorted(self._partitions),
                 "in_flight": len(self._inflight),
                 "waiting_retry": len(self._waiting),
+                "dead_lettering": len(self._parking),
                 "finished_uncommitted": self._uncommitted,
                 "owned_by_engine": self.owned,
             }

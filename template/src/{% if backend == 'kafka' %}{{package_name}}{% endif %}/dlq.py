@@ -20,8 +20,11 @@ skip the copy, so only the failed group sees it again.
 
 import base64
 import logging
+import queue
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -99,17 +102,19 @@ def write_dead_letter(
     group: str,
     delivery: "Delivery",
     reason: str,
-) -> bool:
-    """Park a delivery in ``group``'s dead-letter topic; True once confirmed.
+) -> None:
+    """Park a delivery in ``group``'s dead-letter topic; return once confirmed.
 
-    A record too large to copy is parked without its value (headers say where
-    the original stays while retention keeps it): keeping it open instead
-    would hold the group's commit back forever.
+    Raises `KafkaBrokerError` (`TopicMissing` when ``CREATE_TOPICS = false``
+    and nobody created the topic) if it could not. A record too large to copy
+    is parked without its value (headers say where the original stays while
+    retention keeps it): keeping it open instead would hold the group's
+    commit back forever.
     """
     topic = names.dlq_topic(f"{stream}:dlq", group)
     source = delivery.record
     try:
-        cluster.ensure_topic(topic, compacted=True)
+        cluster.require_topic(topic, compacted=True)
         try:
             record = dead_letter_record(
                 source, stream, group, delivery.attempts, reason
@@ -121,13 +126,8 @@ def write_dead_letter(
                 source, stream, group, delivery.attempts, reason, where
             )
             publisher.send(topic, [record])
-    except (KafkaException, KafkaBrokerError) as exc:
-        logger.error(
-            "Could not dead-letter message %s; keeping it: %s",
-            source.identifier,
-            exc,
-        )
-        return False
+    except KafkaException as exc:
+        raise KafkaBrokerError(str(exc)) from exc
     logger.warning(
         "Dead-lettered message %s of %s for group %s: %s",
         source.identifier,
@@ -135,7 +135,92 @@ def write_dead_letter(
         group,
         reason,
     )
-    return True
+
+
+class DeadLetterWriter:
+    """Writes dead letters on a thread of its own, one after another.
+
+    A write waits for Kafka's confirmation, up to ``PUBLISH_TIMEOUT_MS``; made
+    by ``nack`` it would hold the caller (Protean's event loop), made by a
+    reader it would hold the group's lock, and with it every ack, nack and
+    read of the group. Jobs report back to their consumer themselves.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # Jobs submitted and not done yet, for `settle`.
+        self._pending = 0
+        self._done = threading.Condition()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._done:
+            self._pending += 1
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._jobs,),
+                    name="dead-letters",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._jobs.put(job)
+
+    def settle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until every job submitted so far
+        is done: DLQ operations then see the dead letters of earlier nacks."""
+        with self._done:
+            self._done.wait_for(lambda: self._pending <= 0, timeout)
+
+    def close(self, wait: float) -> None:
+        """Stop after the jobs already submitted, waiting at most ``wait``
+        seconds; a later `submit` starts a new thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            jobs, self._jobs = self._jobs, queue.SimpleQueue()
+        if thread is not None:
+            jobs.put(None)
+            thread.join(wait)
+
+    def _run(self, jobs: "queue.SimpleQueue[Callable[[], None] | None]") -> None:
+        while (job := jobs.get()) is not None:
+            try:
+                job()
+            except Exception:  # one failed job must not end the writer; logged
+                logger.exception("Dead-letter write failed")
+            finally:
+                with self._done:
+                    self._pending -= 1
+                    self._done.notify_all()
+
+
+class _Tally:
+    """The live entries of one dead-letter topic, and how far it was read."""
+
+    def __init__(self) -> None:
+        self.positions: dict[int, int] = {}
+        self.starts: dict[int, int] = {}
+        # Identifier -> (partition, offset) of its entry.
+        self.live: dict[str, tuple[int, int]] = {}
+
+    def position(self, partition: int) -> int:
+        return self.positions.get(partition, 0)
+
+    def read(self, partition: int, offset: int, record: IncomingRecord) -> None:
+        self.live.pop(record.identifier, None)
+        if record.value is not None:
+            self.live[record.identifier] = (partition, offset)
+
+    def forget_before(self, partition: int, start: int) -> None:
+        """Drop entries retention removed (before the partition's start)."""
+        if start <= self.starts.get(partition, 0):
+            return
+        self.starts[partition] = start
+        gone = [i for i, (p, o) in self.live.items() if p == partition and o < start]
+        for identifier in gone:
+            del self.live[identifier]
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,8 @@ class PublishTimedOut(KafkaBrokerError):
     """A publish was not confirmed within ``PUBLISH_TIMEOUT_MS``, which
     librdkafka spent reconnecting and retrying; publishing again would double
     the caller's wait and, had the first write landed, write the message twice."""
+
+
+class TopicMissing(KafkaBrokerError):
+    """A topic the adapter needs does not exist, and ``CREATE_TOPICS = false``
+    forbids creating it: nothing changes until an operator creates it."""

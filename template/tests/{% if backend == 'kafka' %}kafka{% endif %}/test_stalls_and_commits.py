@@ -1,0 +1,155 @@
+"""Stalls and lagging commits a close review found: dead-letter writes that
+held the caller and the group, commits that waited for another partition or
+for a blocking read to end, close() and reads that outlived their timeouts.
+Bounds are generous (the machine may be busy); what each test pins is the
+order of magnitude, a publish timeout against a moment."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from tests.kafka.conftest import BrokerFactory
+from tests.kafka.helpers import committed, drain, wait_for
+from tests.kafka.test_kafka import Names, ids_of
+
+# A dead-letter write that waited for Kafka would take this long.
+SLOW_PUBLISH_MS = 15_000
+# What a caller may wait instead, on a busy machine.
+A_MOMENT = 3.0
+
+
+def create_topic(admin: AdminClient, topic: str, compacted: bool = False) -> None:
+    """Create ``topic`` as an operator would, for brokers that create none."""
+    config = {"cleanup.policy": "compact"} if compacted else {}
+    new = NewTopic(topic, num_partitions=1, replication_factor=1, config=config)
+    admin.create_topics([new])[topic].result(20)
+    wait_for(lambda: topic in admin.list_topics(timeout=10).topics, timeout=20)
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def dlq_errors(caplog: pytest.LogCaptureFixture, topic: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and topic in r.getMessage()
+    ]
+
+
+def test_a_dead_letter_write_holds_up_neither_the_caller_nor_the_group(
+    make_broker: BrokerFactory,
+    admin: AdminClient,
+    unique: Names,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With CREATE_TOPICS = false and the group's dead-letter topic missing,
+    every write fails: nack, acks on another thread and short reads still
+    return at once, the error is logged once, naming the topic and the key,
+    and the message waits (uncommitted) until the topic exists."""
+    broker = make_broker(
+        CREATE_TOPICS=False,
+        max_retries=0,
+        COMMIT_INTERVAL_MS=0,
+        PUBLISH_TIMEOUT_MS=SLOW_PUBLISH_MS,
+    )
+    stream, group = unique("shop::order"), unique("group")
+    create_topic(admin, broker.names.stream_topic(stream))
+    ids = broker.publish_many(stream, [{"n": n} for n in range(3)])
+    drain(broker, stream, group, 3)
+    caplog.set_level(logging.ERROR)
+
+    nacked, nack_took = timed(lambda: broker.nack(stream, ids[2], group))
+    acks: list[tuple[bool, float]] = []
+
+    def ack_both() -> None:
+        for identifier in ids[:2]:
+            started = time.monotonic()
+            acked = broker.ack(stream, identifier, group)
+            acks.append((acked, time.monotonic() - started))
+
+    acker = threading.Thread(target=ack_both)
+    acker.start()
+    reads = [
+        timed(lambda: broker.read_blocking(stream, group, "c", 100)) for _ in range(20)
+    ]
+    acker.join(SLOW_PUBLISH_MS / 1000 * 2)
+    print(
+        f"nack {nack_took:.3f}s, acks {[round(t, 3) for _, t in acks]}, "
+        f"slowest read {max(t for _, t in reads):.3f}s"
+    )
+    assert nacked and nack_took < A_MOMENT
+    assert [ok for ok, _ in acks] == [True, True]
+    assert all(took < A_MOMENT for _, took in acks)
+    assert all(got == [] and took < A_MOMENT for got, took in reads)
+
+    dlq_topic = broker.names.dlq_topic(f"{stream}:dlq", group)
+    wait_for(lambda: dlq_errors(caplog, dlq_topic), timeout=10)
+    (error,) = dlq_errors(caplog, dlq_topic)
+    assert "CREATE_TOPICS" in error
+    # The nacked message is not committed past: it waits for its topic.
+    wait_for(lambda: committed(admin, broker, stream, group) == {0: 2})
+    health = broker.health_stats()["details"]
+    assert not health["healthy"] and dlq_topic in health["error"]
+
+    create_topic(admin, dlq_topic, compacted=True)
+
+    def written() -> bool:
+        broker.read(stream, group, 1)  # reads bring held messages back
+        return committed(admin, broker, stream, group) == {0: 3}
+
+    wait_for(written, timeout=60)
+    entries = broker.dlq_list([f"{stream}:dlq"])
+    assert [e.original_id for e in entries] == [ids[2]]
+    assert len(dlq_errors(caplog, dlq_topic)) == 1  # told once, not per attempt
+    assert broker.health_stats()["details"]["healthy"]
+
+
+def test_an_unparseable_record_waiting_for_its_dead_letter_topic_stalls_no_read(
+    make_broker: BrokerFactory, admin: AdminClient, bootstrap: str, unique: Names
+) -> None:
+    """The reader hands a record it cannot parse to the dead-letter writer and
+    goes on: later records are read at once and committed up to it."""
+    broker = make_broker(
+        CREATE_TOPICS=False, COMMIT_INTERVAL_MS=0, PUBLISH_TIMEOUT_MS=SLOW_PUBLISH_MS
+    )
+    stream, group = unique("shop::order"), unique("group")
+    topic = broker.names.stream_topic(stream)
+    create_topic(admin, topic)
+    first = broker.publish_many(stream, [{"n": n} for n in range(2)])
+    raw = Producer({"bootstrap.servers": bootstrap})
+    raw.produce(topic, b"\xff not json")
+    assert raw.flush(10) == 0
+    later = broker.publish_many(stream, [{"n": n} for n in range(2, 4)])
+
+    got: list[tuple[str, dict[str, Any]]] = []
+    slowest = 0.0
+    deadline = time.monotonic() + 30
+    while len(got) < 4 and time.monotonic() < deadline:
+        batch, took = timed(lambda: broker.read_blocking(stream, group, "c", 100, 4))
+        got += batch
+        slowest = max(slowest, took)
+    print(f"slowest read {slowest:.3f}s")
+    assert ids_of(got) == first + later
+    assert slowest < A_MOMENT
+    assert all(broker.ack(stream, identifier, group) for identifier in ids_of(got))
+    broker.read(stream, group, 1)
+    wait_for(lambda: committed(admin, broker, stream, group) == {0: 2})
+
+    create_topic(admin, broker.names.dlq_topic(f"{stream}:dlq", group), compacted=True)
+
+    def passed() -> bool:
+        broker.read(stream, group, 1)
+        return committed(admin, broker, stream, group) == {0: 5}
+
+    wait_for(passed, timeout=60)
