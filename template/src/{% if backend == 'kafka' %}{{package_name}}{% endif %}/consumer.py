@@ -161,8 +161,6 @@ class GroupConsumer:
         # Handed to the dead-letter writer, by identifier: open until written.
         self._parking: dict[str, Delivery] = {}
         self._schedule = RetrySchedule(time.monotonic)
-        self._uncommitted = 0
-        self._last_commit = time.monotonic()
 
     def retune(self, settings: KafkaSettings) -> None:
         """Use ``settings`` from now on (retry limits, backoff, timeouts)."""
@@ -194,7 +192,10 @@ class GroupConsumer:
         metadata = self._commit_metadata(partitions)
         with self._lock:
             for tp in partitions:
-                tracker = self._partitions.setdefault(tp.partition, PartitionOffsets())
+                tracker = self._partitions.get(tp.partition)
+                if tracker is None:
+                    tracker = self._partitions[tp.partition] = PartitionOffsets()
+                    tracker.last_commit = time.monotonic()
                 tracker.taken_over(
                     metadata.get(tp.partition), self._settings.commit_every
                 )
@@ -249,7 +250,7 @@ class GroupConsumer:
                 tracker = self._partitions.get(partition)
                 if tracker is not None:
                     tracker.committed = None
-                    self._uncommitted += 1
+                    tracker.uncommitted += 1
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Already owned by someone else: committing now would be rejected.
@@ -575,21 +576,26 @@ class GroupConsumer:
         tracker = self._partitions.get(delivery.partition)
         if tracker is not None:
             tracker.finish(delivery.offset)
-            self._uncommitted += 1
+            tracker.uncommitted += 1
 
     def _maybe_commit(self, wait_for_careful: bool = False) -> None:
         """Commit careful partitions now (waiting for Kafka to confirm when
-        asked), the others when the coalescing window is full."""
+        asked), each other one when its own coalescing window is full."""
         with self._lock:
             careful = [p for p, t in self._partitions.items() if t.careful]
             at_once = self._commit_offsets(careful)
-            due = self._uncommitted and (
-                self._uncommitted >= self._settings.commit_every
-                or time.monotonic() - self._last_commit
-                >= self._settings.commit_interval
-            )
-            rest = [p for p in self._partitions if p not in careful]
-            coalesced = self._commit_offsets(rest) if due else []
+            now = time.monotonic()
+            due = [
+                partition
+                for partition, tracker in self._partitions.items()
+                if not tracker.careful
+                and tracker.uncommitted
+                and (
+                    tracker.uncommitted >= self._settings.commit_every
+                    or now - tracker.last_commit >= self._settings.commit_interval
+                )
+            ]
+            coalesced = self._commit_offsets(due)
         self._send_commit(at_once, sync=wait_for_careful)
         self._send_commit(coalesced, sync=False)
 
@@ -617,6 +623,10 @@ class GroupConsumer:
                 offsets.append(
                     TopicPartition(self.topic, partition, point, metadata=metadata)
                 )
+            else:
+                # Finished out of order: nothing new to commit until the
+                # unfinished record before them is.
+                tracker.uncommitted = 0
         return offsets
 
     def _send_commit(self, offsets: list[TopicPartition], sync: bool) -> None:
@@ -631,13 +641,14 @@ class GroupConsumer:
             logger.warning("Kafka commit for group %s failed: %s", self.group, exc)
             return
         with self._lock:
+            now = time.monotonic()
             for tp in offsets:
                 tracker = self._partitions.get(tp.partition)
                 if tracker is not None:
                     tracker.committed = tp.offset
                     tracker.committed_metadata = tp.metadata or ""
-            self._uncommitted = 0
-            self._last_commit = time.monotonic()
+                    tracker.uncommitted = 0
+                    tracker.last_commit = now
 
     # -- lifecycle and figures ---------------------------------------------
 
@@ -684,6 +695,8 @@ class GroupConsumer:
                 "in_flight": len(self._inflight),
                 "waiting_retry": len(self._waiting),
                 "dead_lettering": len(self._parking),
-                "finished_uncommitted": self._uncommitted,
+                "finished_uncommitted": sum(
+                    t.uncommitted for t in self._partitions.values()
+                ),
                 "owned_by_engine": self.owned,
             }

@@ -58,6 +58,10 @@ class PartitionOffsets:
         self.careful = 0
         # Unfinished handouts per offset, by earlier owners and this one.
         self._handouts: dict[int, int] = {}
+        # Finishes since this partition's last commit, and when that was (the
+        # owner's clock): each partition keeps its own coalescing window.
+        self.uncommitted = 0
+        self.last_commit = 0.0
 
     def taken_over(self, metadata: str | None, careful: int) -> None:
         """Start owning the partition, given its last commit's metadata.

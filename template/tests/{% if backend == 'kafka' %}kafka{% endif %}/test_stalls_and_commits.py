@@ -17,7 +17,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from tests.kafka.conftest import BrokerFactory
 from tests.kafka.helpers import committed, drain, wait_for
-from tests.kafka.test_kafka import Names, ids_of
+from tests.kafka.test_kafka import Names, aggregate_message, ids_of
 
 # A dead-letter write that waited for Kafka would take this long.
 SLOW_PUBLISH_MS = 15_000
@@ -153,3 +153,43 @@ def test_an_unparseable_record_waiting_for_its_dead_letter_topic_stalls_no_read(
         return committed(admin, broker, stream, group) == {0: 5}
 
     wait_for(passed, timeout=60)
+
+
+def test_a_careful_partition_leaves_the_other_partitions_commits_alone(
+    make_broker: BrokerFactory, admin: AdminClient, unique: Names
+) -> None:
+    """A partition taken over uncleanly commits at every finish for its first
+    COMMIT_EVERY finishes; that must not reset the other partitions' count."""
+    broker = make_broker(
+        TOPIC_PARTITIONS=2, COMMIT_EVERY=10, COMMIT_INTERVAL_MS=600_000
+    )
+    stream, group = unique("shop::order"), unique("group")
+    broker.publish_many(
+        stream, [aggregate_message(f"a-{n % 20}", n) for n in range(200)]
+    )
+    drain(broker, stream, group, 200)
+    consumer = broker._existing_consumer(stream, group)
+    assert consumer is not None
+    by_partition: dict[int, list[str]] = {0: [], 1: []}
+    for identifier, delivery in sorted(
+        consumer._inflight.items(), key=lambda item: item[1].offset
+    ):
+        by_partition[delivery.partition].append(identifier)
+    fast, slow = sorted(by_partition, key=lambda p: -len(by_partition[p]))
+    assert len(by_partition[fast]) >= 55 and len(by_partition[slow]) >= 9
+
+    fast_ids, slow_ids = iter(by_partition[fast]), iter(by_partition[slow])
+    for _ in range(10):  # the fast partition's careful window, committed at once
+        assert broker.ack(stream, next(fast_ids), group)
+    for _ in range(9):  # the slow one is still careful meanwhile
+        for _ in range(5):
+            assert broker.ack(stream, next(fast_ids), group)
+        assert broker.ack(stream, next(slow_ids), group)
+
+    # 46 finishes on the fast partition since its last commit (at 9): four
+    # full windows, the last of them committed at 49.
+    wait_for(
+        lambda: committed(admin, broker, stream, group)[fast] == 49,
+        explain=lambda: str(committed(admin, broker, stream, group)),
+    )
+    assert committed(admin, broker, stream, group)[slow] == 9
