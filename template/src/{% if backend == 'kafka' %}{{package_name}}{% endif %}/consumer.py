@@ -38,6 +38,7 @@ broker's publisher reports the end offsets its own writes reached.
 """
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -94,6 +95,10 @@ DeadLetter = Callable[[Delivery, str], bool]
 Submit = Callable[[Callable[[], None]], None]
 # The longest pause between two attempts to write one dead letter.
 _DEAD_LETTER_PAUSE_MAX = 30.0
+# The longest single poll of a waiting read: it then commits what was acked
+# meanwhile, and notices close().
+_POLL_SLICE = 0.5
+_COMMIT_RETRY = 0.05
 # The end offset this process's own confirmed writes reached in a partition.
 ProducedEnd = Callable[[str, int], int]
 
@@ -315,10 +320,19 @@ class GroupConsumer:
             left = deadline - time.monotonic()
             if batch or left <= 0:
                 return batch
+            # Acks made meanwhile leave their commit to this reader, which
+            # keeps COMMIT_INTERVAL_MS however long it waits.
+            self._maybe_commit()
             with self._lock:
                 if only_while_behind and self._joined and not self._behind():
                     return []
-                left = min(left, self._schedule.until_next())
+                # Polled in slices, so close() need not wait for the read.
+                left = min(
+                    left,
+                    self._schedule.until_next(),
+                    self._until_commit_due(),
+                    _POLL_SLICE,
+                )
             if self._credentials.refusal() is not None:
                 return []  # nothing can arrive; the refusal was logged
             self._accept_all(self._fetch(partial(self._poll, left)))
@@ -598,6 +612,19 @@ class GroupConsumer:
             coalesced = self._commit_offsets(due)
         self._send_commit(at_once, sync=wait_for_careful)
         self._send_commit(coalesced, sync=False)
+
+    def _until_commit_due(self) -> float:
+        """Seconds until a partition's finished messages are due for commit
+        (under ``_lock``; inf: nothing finished waits)."""
+        waits = [
+            0.0
+            if tracker.careful
+            else tracker.last_commit + self._settings.commit_interval - time.monotonic()
+            for tracker in self._partitions.values()
+            if tracker.uncommitted
+        ]
+        # Not sooner than _COMMIT_RETRY: a commit due now was just tried.
+        return max(_COMMIT_RETRY, min(waits, default=math.inf))
 
     def _commit_offsets(
         self, partitions: Iterable[int], handover: str | None = None

@@ -193,3 +193,43 @@ def test_a_careful_partition_leaves_the_other_partitions_commits_alone(
         explain=lambda: str(committed(admin, broker, stream, group)),
     )
     assert committed(admin, broker, stream, group)[slow] == 9
+
+
+def test_acks_are_committed_within_the_interval_while_a_read_waits(
+    make_broker: BrokerFactory, admin: AdminClient, unique: Names
+) -> None:
+    broker = make_broker(COMMIT_EVERY=1000, COMMIT_INTERVAL_MS=500)
+    stream, group = unique("shop::order"), unique("group")
+    ids = broker.publish_many(stream, [{"n": n} for n in range(5)])
+    drain(broker, stream, group, 5)
+    waiting = threading.Thread(
+        target=broker.read_blocking, args=(stream, group, "c", 20_000)
+    )
+    waiting.start()
+    time.sleep(0.5)  # the reader now polls the idle topic
+    assert all(broker.ack(stream, identifier, group) for identifier in ids)
+    started = time.monotonic()
+    wait_for(lambda: committed(admin, broker, stream, group) == {0: 5}, timeout=15)
+    print(f"committed {time.monotonic() - started:.3f}s after the acks")
+    assert waiting.is_alive()  # the commit did not wait for the read to end
+    broker.publish(stream, {"n": 5})  # ends the wait
+    waiting.join(20)
+
+
+def test_close_keeps_its_timeout_while_another_thread_reads(
+    make_broker: BrokerFactory, unique: Names
+) -> None:
+    broker = make_broker(OPERATION_TIMEOUT_MS=3000)
+    stream, group = unique("shop::order"), unique("group")
+    broker.publish(stream, {"n": 0})
+    drain(broker, stream, group, 1)
+    reader = threading.Thread(
+        target=broker.read_blocking, args=(stream, group, "c", 30_000)
+    )
+    reader.start()
+    time.sleep(0.5)
+    _, took = timed(broker.close)
+    print(f"close() took {took:.3f}s with OPERATION_TIMEOUT_MS=3000")
+    assert took < 3.0 + A_MOMENT
+    reader.join(40)
+    assert not reader.is_alive()
