@@ -109,6 +109,11 @@ class Publisher:
         """The offset after the last record this producer wrote there (0: none)."""
         return self._ends.get((topic, partition), 0)
 
+    def forget_ends(self) -> None:
+        """Forget the ends of every partition written: their topics were
+        deleted, and a recreated topic starts again at offset 0."""
+        self._ends.clear()
+
     def send(
         self,
         topic: str,

@@ -216,6 +216,21 @@ def test_acks_are_committed_within_the_interval_while_a_read_waits(
     waiting.join(20)
 
 
+def test_after_a_data_reset_an_empty_read_returns_at_once(
+    make_broker: BrokerFactory, unique: Names
+) -> None:
+    """The ends the publisher remembers belong to the deleted topics."""
+    broker = make_broker(READ_TIMEOUT_MS=30_000)
+    stream, group = unique("shop::order"), unique("group")
+    broker.publish_many(stream, [{"n": n} for n in range(5)])
+    for identifier in ids_of(drain(broker, stream, group, 5)):
+        assert broker.ack(stream, identifier, group)
+    broker._data_reset()
+    reads = [timed(lambda: broker.read(stream, group, 1)) for _ in range(3)]
+    print(f"reads after the reset: {[round(t, 3) for _, t in reads]}s")
+    assert all(got == [] and took < 10.0 for got, took in reads)
+
+
 def test_close_keeps_its_timeout_while_another_thread_reads(
     make_broker: BrokerFactory, unique: Names
 ) -> None:
