@@ -715,6 +715,16 @@ class GroupConsumer:
         except (KafkaException, RuntimeError) as exc:
             logger.warning("Closing Kafka consumer %s: %s", self.group, exc)
 
+    def finished_beyond(self, committed: dict[int, int]) -> int:
+        """Finished records at or after the group's ``committed`` offsets
+        (per partition): Kafka's lag counts them, though none needs work."""
+        with self._lock:
+            return sum(
+                tracker.finished_uncommitted(committed[partition])
+                for partition, tracker in self._partitions.items()
+                if partition in committed
+            )
+
     def figures(self) -> dict[str, Any]:
         with self._lock:
             return {

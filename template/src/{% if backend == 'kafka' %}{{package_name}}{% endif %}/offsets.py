@@ -113,6 +113,13 @@ class PartitionOffsets:
         while self._open and self._open[0] in self._finished:
             self._finished.discard(self._open.popleft())
 
+    def finished_uncommitted(self, committed: int) -> int:
+        """Finished offsets at or after ``committed`` (the group's committed
+        offset): records Kafka's lag still counts that need no more work."""
+        point = self.commit_point()
+        prefix = max(0, point - committed) if point is not None else 0
+        return prefix + sum(1 for offset in self._finished if offset >= committed)
+
     def commit_point(self) -> int | None:
         """The offset to commit: everything before it is finished."""
         return self._open[0] if self._open else self.next_offset

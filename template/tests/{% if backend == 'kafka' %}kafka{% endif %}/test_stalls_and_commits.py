@@ -248,3 +248,19 @@ def test_close_keeps_its_timeout_while_another_thread_reads(
     assert took < 3.0 + A_MOMENT
     reader.join(40)
     assert not reader.is_alive()
+
+
+def test_pending_counts_what_out_of_order_acks_left(
+    make_broker: BrokerFactory, unique: Names
+) -> None:
+    """Acks after an unacked message commit nothing new (one commit is sent
+    as the partition leaves its careful window); pending still drops."""
+    broker = make_broker(COMMIT_EVERY=1, COMMIT_INTERVAL_MS=0)
+    stream, group = unique("shop::order"), unique("group")
+    ids = broker.publish_many(stream, [{"n": n} for n in range(10)])
+    drain(broker, stream, group, 10)
+    for identifier in ids[1:]:
+        assert broker.ack(stream, identifier, group)
+    assert broker.info()["consumer_groups"][group]["pending"] == 1
+    assert broker.ack(stream, ids[0], group)
+    wait_for(lambda: broker.info()["consumer_groups"][group]["pending"] == 0)
