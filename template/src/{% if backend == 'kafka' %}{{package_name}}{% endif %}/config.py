@@ -48,6 +48,65 @@ RETIRED_KEYS = {
     ),
 }
 
+# Kafka's topic settings (its TopicConfig, as of 4.4) by the values they take:
+# TOPIC_CONFIG is checked against them at start-up, not at the first publish.
+_TOPIC_INTEGERS = frozenset(
+    {
+        "compression.gzip.level",
+        "compression.lz4.level",
+        "compression.zstd.level",
+        "delete.retention.ms",
+        "file.delete.delay.ms",
+        "flush.messages",
+        "flush.ms",
+        "index.interval.bytes",
+        "local.retention.bytes",
+        "local.retention.ms",
+        "max.compaction.lag.ms",
+        "max.decompressed.message.bytes",
+        "max.message.bytes",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+        "remote.copy.lag.bytes",
+        "remote.copy.lag.ms",
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "segment.index.bytes",
+        "segment.jitter.ms",
+        "segment.ms",
+    }
+)
+_TOPIC_FLAGS = frozenset(
+    {
+        "errors.deadletterqueue.group.enable",
+        "message.downconversion.enable",
+        "preallocate",
+        "remote.log.copy.disable",
+        "remote.log.delete.on.disable",
+        "remote.storage.enable",
+        "unclean.leader.election.enable",
+    }
+)
+_TOPIC_CHOICES = {
+    "cleanup.policy": frozenset({"compact", "delete"}),
+    "compression.type": frozenset(
+        {"uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"}
+    ),
+    "message.timestamp.type": frozenset({"CreateTime", "LogAppendTime"}),
+}
+_TOPIC_TEXT = frozenset(
+    {"leader.replication.throttled.replicas", "follower.replication.throttled.replicas"}
+)
+# librdkafka's aliases of the producer settings checked below.
+_LINGER = ("linger.ms", "queue.buffering.max.ms")
+_IN_FLIGHT = ("max.in.flight.requests.per.connection", "max.in.flight")
+_RETRIES = ("retries", "message.send.max.retries")
+# auto.offset.reset values that start a new group at the beginning.
+_FROM_THE_START = ("earliest", "smallest", "beginning")
+
 logger = logging.getLogger(__name__)
 
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:[0-9]{1,5}$")
@@ -89,7 +148,11 @@ def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
     client_config = reader.client_table("CLIENT_CONFIG")
     producer_config = reader.client_table("PRODUCER_CONFIG")
     consumer_config = reader.client_table("CONSUMER_CONFIG")
-    _check_with_librdkafka(client_config, producer_config, consumer_config)
+    publish_timeout = reader.millis("PUBLISH_TIMEOUT_MS", 30_000)
+    _check_guarantees(client_config, producer_config, consumer_config, publish_timeout)
+    _check_with_librdkafka(
+        client_config, producer_config, consumer_config, publish_timeout
+    )
     settings = KafkaSettings(
         bootstrap_servers=_bootstrap_servers(reader),
         client_config=client_config,
@@ -102,14 +165,14 @@ def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
         topic_replication_factor=reader.integer(
             "TOPIC_REPLICATION_FACTOR", -1, minimum=-1
         ),
-        topic_config=reader.string_table("TOPIC_CONFIG"),
+        topic_config=_topic_config(reader.string_table("TOPIC_CONFIG")),
         max_retries=retry.max_retries,
         retry_delay=retry.retry_delay,
         backoff_multiplier=retry.backoff_multiplier,
         message_timeout=retry.message_timeout,
         enable_dlq=retry.enable_dlq,
         ping_timeout=reader.millis("PING_TIMEOUT_MS", 2_000),
-        publish_timeout=reader.millis("PUBLISH_TIMEOUT_MS", 30_000),
+        publish_timeout=publish_timeout,
         operation_timeout=reader.millis("OPERATION_TIMEOUT_MS", 15_000),
         read_timeout=reader.millis("READ_TIMEOUT_MS", 2_000),
         commit_every=reader.integer("COMMIT_EVERY", 100, minimum=1),
@@ -130,18 +193,134 @@ _SILENT = logging.getLogger(__name__ + ".check")
 _SILENT.disabled = True  # librdkafka's warnings may quote values, secrets too
 
 
+def _check_guarantees(
+    client: dict[str, ClientValue],
+    producer: dict[str, ClientValue],
+    consumer: dict[str, ClientValue],
+    publish_timeout: float,
+) -> None:
+    """Refuse settings that librdkafka would reject with the adapter's own
+    (an idempotent producer, ``message.timeout.ms`` from PUBLISH_TIMEOUT_MS),
+    or that would lose messages silently, naming the key to change."""
+    for name in _LINGER:
+        table, value = _setting(client, producer, "PRODUCER_CONFIG", name)
+        if value is not None and value >= publish_timeout * 1000:
+            raise ConfigurationError(
+                f"PUBLISH_TIMEOUT_MS ({publish_timeout * 1000:g}) must be greater "
+                f"than {table}.{name} ({value:g}): a record may wait that long "
+                f"before it is even sent"
+            )
+    for name in _IN_FLIGHT:
+        table, value = _setting(client, producer, "PRODUCER_CONFIG", name)
+        if value is not None and value > 5:
+            raise ConfigurationError(
+                f"{table}.{name} must be at most 5: the adapter's idempotent "
+                f"producer keeps order and writes once only up to 5"
+            )
+    for name in _RETRIES:
+        table, value = _setting(client, producer, "PRODUCER_CONFIG", name)
+        if value is not None and value < 1:
+            raise ConfigurationError(
+                f"{table}.{name} must be at least 1: the adapter's idempotent "
+                f"producer retries within PUBLISH_TIMEOUT_MS instead"
+            )
+    table, reset = _raw_setting(
+        client, consumer, "CONSUMER_CONFIG", "auto.offset.reset"
+    )
+    if reset is not None and str(reset) not in _FROM_THE_START:
+        raise ConfigurationError(
+            f"{table}.auto.offset.reset must be earliest, got {reset!r}: a new "
+            f"group would miss every message published before its first read"
+        )
+
+
+def _raw_setting(
+    client: dict[str, ClientValue],
+    own: dict[str, ClientValue],
+    own_key: str,
+    name: str,
+) -> tuple[str, ClientValue | None]:
+    """Where a client setting comes from (its own table wins) and its value."""
+    if name in own:
+        return own_key, own[name]
+    return "CLIENT_CONFIG", client.get(name)
+
+
+def _setting(
+    client: dict[str, ClientValue],
+    own: dict[str, ClientValue],
+    own_key: str,
+    name: str,
+) -> tuple[str, float | None]:
+    """A numeric client setting; one that is not a number is left to librdkafka."""
+    table, value = _raw_setting(client, own, own_key, name)
+    if value is None or isinstance(value, bool):
+        return table, None
+    try:
+        return table, float(value)
+    except ValueError:
+        return table, None
+
+
+def _topic_config(config: dict[str, str]) -> dict[str, str]:
+    """Check TOPIC_CONFIG against Kafka's topic settings now, so a mistake
+    fails at start-up rather than at the first topic the adapter creates."""
+    for name, value in config.items():
+        key = f"TOPIC_CONFIG.{name}"
+        if name in _TOPIC_INTEGERS:
+            try:
+                int(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{key} must be a whole number, got {value!r}"
+                ) from None
+        elif name in _TOPIC_FLAGS:
+            if value not in ("true", "false"):
+                raise ConfigurationError(f"{key} must be true or false, got {value!r}")
+        elif name in _TOPIC_CHOICES:
+            choices = _TOPIC_CHOICES[name]
+            given = (
+                [v.strip() for v in value.split(",")]
+                if name == "cleanup.policy"
+                else [value]
+            )
+            if not all(v in choices for v in given):
+                raise ConfigurationError(
+                    f"{key} must be one of {', '.join(sorted(choices))}, got {value!r}"
+                )
+        elif name == "min.cleanable.dirty.ratio":
+            try:
+                ratio = float(value)
+            except ValueError:
+                ratio = -1.0
+            if not 0.0 <= ratio <= 1.0:
+                raise ConfigurationError(
+                    f"{key} must be a number from 0 to 1, got {value!r}"
+                )
+        elif name not in _TOPIC_TEXT:
+            raise ConfigurationError(f"{key} is not a Kafka topic setting")
+    return config
+
+
 def _check_with_librdkafka(
     client: dict[str, ClientValue],
     producer: dict[str, ClientValue],
     consumer: dict[str, ClientValue],
+    publish_timeout: float,
 ) -> None:
-    """Let librdkafka judge names and values now, not on first use.
+    """Let librdkafka judge names and values now, not on first use, together
+    with the settings the adapter adds (as `Publisher` and the consumers do).
 
     The throw-away clients have no bootstrap servers, so they never connect.
     """
+    adapter_producer: dict[str, ClientValue] = {
+        "enable.idempotence": True,
+        "acks": "all",
+        "message.timeout.ms": int(publish_timeout * 1000),
+    }
     checks = (
         ("CLIENT_CONFIG", Producer, client),
-        ("PRODUCER_CONFIG", Producer, {**client, **producer}),
+        ("PRODUCER_CONFIG", Producer, {**client, **producer, **adapter_producer}),
         ("CONSUMER_CONFIG", Consumer, {**client, **consumer, "group.id": "check"}),
     )
     for key, client_class, config in checks:
