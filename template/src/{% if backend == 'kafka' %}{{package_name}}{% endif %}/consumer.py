@@ -99,6 +99,8 @@ _DEAD_LETTER_PAUSE_MAX = 30.0
 # meanwhile, and notices close().
 _POLL_SLICE = 0.5
 _COMMIT_RETRY = 0.05
+# The most records one consume call may ask for (confluent-kafka refuses more).
+_CONSUME_MAX = 100_000
 # The end offset this process's own confirmed writes reached in a partition.
 ProducedEnd = Callable[[str, int], int]
 
@@ -313,8 +315,9 @@ class GroupConsumer:
                 self._release_due()
                 missing = count - len(self._ready)
             if missing > 0:
+                batch_size = min(missing, _CONSUME_MAX)
                 self._accept_all(
-                    self._fetch(partial(self.consumer.consume, missing, 0))
+                    self._fetch(partial(self.consumer.consume, batch_size, 0))
                 )
             batch = self._hand_out_ready(count)
             left = deadline - time.monotonic()
