@@ -247,6 +247,9 @@ class DeadLetters:
         self._publisher = publisher
         self._consumer_config = consumer_config
         self._timeout = timeout
+        # Topic -> its live entries, kept between counts (see `count`).
+        self._tallies: dict[str, _Tally] = {}
+        self._tallies_lock = threading.Lock()
 
     def entries(self, dlq_stream: str) -> list[DLQEntry]:
         return [self._entry(dlq_stream, item.record) for item in self._live(dlq_stream)]
@@ -313,27 +316,78 @@ class DeadLetters:
         tombstone = OutgoingRecord(dlq_id, None, [(HEADER_ID, dlq_id.encode())])
         self._publisher.send(stored.topic, [tombstone])
 
-    def _live(self, dlq_stream: str) -> list[_Stored]:
-        """Every entry without a tombstone, across the stream's DLQ topics."""
+    def count(self, dlq_stream: str) -> int:
+        """Live entries across the stream's DLQ topics, without reading them
+        all again: each topic's count is kept, and only records written since
+        the last count (past the stored position, up to the end watermark)
+        are read. Nothing is read when no watermark moved."""
+        with self._tallies_lock:
+            return sum(self._tally(topic) for topic in self._topics(dlq_stream))
+
+    def forget(self) -> None:
+        """Drop every kept count: the topics were deleted."""
+        with self._tallies_lock:
+            self._tallies.clear()
+
+    def _tally(self, topic: str) -> int:
+        parts = [TopicPartition(topic, p) for p in self._cluster.partitions(topic)]
+        low = self._cluster.start_offsets(parts)
+        high = self._cluster.end_offsets(parts)
+        tally = self._tallies.get(topic)
+        if tally is None or any(high[p] < tally.position(p) for p in high):
+            tally = self._tallies[topic] = _Tally()  # new, or deleted and made again
+        for partition, start in low.items():
+            tally.forget_before(partition, start)  # removed by retention
+        starts = {
+            p: max(low[p], tally.position(p))
+            for p in high
+            if high[p] > max(low[p], tally.position(p))
+        }
+        for partition, offset, record in self._read(topic, starts, high):
+            tally.read(partition, offset, record)
+        tally.positions.update({p: high[p] for p in starts})
+        return len(tally.live)
+
+    def _topics(self, dlq_stream: str) -> list[str]:
         prefix = self._names.dlq_topic_prefix(dlq_stream)
         subscription_topic = self._names.stream_topic(dlq_stream)
-        topics = sorted(
+        return sorted(
             t
             for t in self._cluster.topic_names()
             if t == subscription_topic or t.startswith(prefix)
         )
+
+    def _live(self, dlq_stream: str) -> list[_Stored]:
+        """Every entry without a tombstone, across the stream's DLQ topics."""
         return [
             _Stored(topic, record)
-            for topic in topics
+            for topic in self._topics(dlq_stream)
             for record in self._scan(topic).values()
         ]
 
     def _scan(self, topic: str) -> dict[str, IncomingRecord]:
-        """Read ``topic`` from its start to its current end; drop tombstoned keys.
+        """Read ``topic`` from its start to its current end; drop tombstoned keys."""
+        consumer = self._reader()
+        try:
+            starts: dict[int, int] = {}
+            ends: dict[int, int] = {}
+            for partition in self._cluster.partitions(topic):
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=self._timeout
+                )
+                if high > low:
+                    starts[partition], ends[partition] = low, high
+        finally:
+            consumer.close()
+        live: dict[str, IncomingRecord] = {}
+        for _partition, _offset, record in self._read(topic, starts, ends):
+            live.pop(record.identifier, None)
+            if record.value is not None:
+                live[record.identifier] = record
+        return live
 
-        Raises `KafkaBrokerError` if no record arrives for ``OPERATION_TIMEOUT_MS``.
-        """
-        consumer = Consumer(
+    def _reader(self) -> Consumer:
+        return Consumer(
             {
                 **self._consumer_config,
                 # Reads by assignment: the group id is required but never joins.
@@ -341,21 +395,22 @@ class DeadLetters:
                 "enable.auto.commit": False,
             }
         )
+
+    def _read(
+        self, topic: str, starts: dict[int, int], ends: dict[int, int]
+    ) -> list[tuple[int, int, IncomingRecord]]:
+        """The records of each partition from ``starts`` up to ``ends``.
+
+        Raises `KafkaBrokerError` if no record arrives for ``OPERATION_TIMEOUT_MS``.
+        """
+        if not starts:
+            return []
+        ends = {p: ends[p] for p in starts}
+        consumer = self._reader()
+        found: list[tuple[int, int, IncomingRecord]] = []
         try:
-            ends: dict[int, int] = {}
-            starts: list[TopicPartition] = []
-            for partition in self._cluster.partitions(topic):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=self._timeout
-                )
-                if high > low:
-                    ends[partition] = high
-                    starts.append(TopicPartition(topic, partition, low))
-            live: dict[str, IncomingRecord] = {}
-            if not starts:
-                return live
-            consumer.assign(starts)
-            # The timeout bounds a stall, not the scan: a large dead-letter
+            consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+            # The timeout bounds a stall, not the read: a large dead-letter
             # topic takes as long as it takes to read while records keep coming.
             deadline = time.monotonic() + self._timeout
             while ends:
@@ -372,16 +427,13 @@ class DeadLetters:
                     if message.error() or part is None or offset is None:
                         continue
                     if offset < ends.get(part, 0):
-                        record = read_record(message)
-                        live.pop(record.identifier, None)
-                        if record.value is not None:
-                            live[record.identifier] = record
+                        found.append((part, offset, read_record(message)))
                 for position in consumer.position(
                     [TopicPartition(topic, p) for p in ends]
                 ):
                     if position.offset >= ends[position.partition]:
                         del ends[position.partition]
-            return live
+            return found
         finally:
             consumer.close()
 
