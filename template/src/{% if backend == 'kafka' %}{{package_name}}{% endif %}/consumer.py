@@ -59,8 +59,9 @@ from confluent_kafka import (
 
 from .config import KafkaSettings
 from .credentials import Credentials
+from .errors import OutOfLocalResources
 from .offsets import CLEAN_HANDOVER, PartitionOffsets
-from .reachability import Reachability
+from .reachability import Reachability, local_exhaustion
 from .records import HEADER_ONLY_GROUP, IncomingRecord, read_record
 from .retries import RetrySchedule, backoff
 
@@ -127,6 +128,9 @@ class GroupConsumer:
         # Set when librdkafka declares this client unusable: the broker then
         # replaces it, as it replaces a failed producer.
         self.broken = False
+        # Why this process cannot connect this client (out of open files),
+        # until it receives anything again: reads raise it, health reports it.
+        self.local_failure: str | None = None
         self.group = group
         self.topic = topic
         # Set when Protean's engine owns retries and dead-lettering for the group.
@@ -196,6 +200,7 @@ class GroupConsumer:
             # commit metadata now would hold close() for OPERATION_TIMEOUT_MS.
             return
         self._reachability.answered()
+        self.local_failure = None
         metadata = self._commit_metadata(partitions)
         with self._lock:
             for tp in partitions:
@@ -231,6 +236,19 @@ class GroupConsumer:
         self._send_commit(offsets, sync=True)
 
     def _on_error(self, error: KafkaError) -> None:
+        exhausted = local_exhaustion(error)
+        if exhausted is not None:
+            if self.local_failure is None:
+                logger.error(
+                    "Kafka consumer of group %s on %s cannot connect: %s; raise "
+                    "the open-file limit (ulimit -n) or read fewer streams in "
+                    "this process (each group and stream has its own consumer)",
+                    self.group,
+                    self.topic,
+                    exhausted,
+                )
+            self.local_failure = exhausted
+            return
         if self._credentials.report(error) or self._reachability.report(error):
             return
         if error.fatal():
@@ -304,6 +322,13 @@ class GroupConsumer:
             self._maybe_commit(wait_for_careful=True)
         finally:
             self._polling.release()
+        failure = self.local_failure
+        if not batch and failure is not None:
+            # Not an empty stream: this client cannot reach the cluster.
+            raise OutOfLocalResources(
+                f"Kafka consumer of group {self.group} on {self.topic} cannot "
+                f"connect: {failure}"
+            )
         return batch
 
     def _take(
@@ -430,6 +455,7 @@ class GroupConsumer:
     def _accept_all(self, messages: list[Message]) -> None:
         if messages:  # fetched, or a partition's end reported: Kafka answers
             self._reachability.answered()
+            self.local_failure = None
         with self._lock:
             for message in messages:
                 self._accept(message)

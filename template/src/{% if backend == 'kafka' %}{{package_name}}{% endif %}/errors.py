@@ -26,6 +26,11 @@ class PublishTimedOut(KafkaBrokerError):
     the caller's wait and, had the first write landed, write the message twice."""
 
 
+class OutOfLocalResources(KafkaBrokerError):
+    """This process ran out of something librdkafka needs to connect, such
+    as open files: the cluster may be fine, this client cannot reach it."""
+
+
 class TopicMissing(KafkaBrokerError):
     """A topic the adapter needs does not exist, and ``CREATE_TOPICS = false``
     forbids creating it: nothing changes until an operator creates it."""

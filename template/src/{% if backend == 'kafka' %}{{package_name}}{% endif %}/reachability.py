@@ -37,6 +37,17 @@ _CONNECTION_CODES = frozenset(
 )
 # The facility of librdkafka's log lines about failed or lost connections.
 CONNECTION_FACILITY = "FAIL"
+# How the operating system says a process may open no more files or sockets
+# (EMFILE, ENFILE): librdkafka reports it as a failed connection.
+_OUT_OF_FILES = ("Too many open files",)
+
+
+def local_exhaustion(error: KafkaError) -> str | None:
+    """librdkafka's text when ``error`` means this process ran out of open
+    files, not that the cluster failed; None otherwise."""
+    text = error.str()
+    return text if any(sign in text for sign in _OUT_OF_FILES) else None
+
 
 # Asks the cluster something cheap; the future completes once it is answered.
 Probe = Callable[[], "Future[Any]"]
