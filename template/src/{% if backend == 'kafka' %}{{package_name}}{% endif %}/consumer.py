@@ -276,6 +276,8 @@ class GroupConsumer:
                 if tracker is not None:
                     tracker.committed = None
                     tracker.uncommitted += 1
+                    # Tried again after COMMIT_INTERVAL_MS, not at once.
+                    tracker.last_commit = time.monotonic()
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Already owned by someone else: committing now would be rejected.
@@ -644,13 +646,13 @@ class GroupConsumer:
 
     def _until_commit_due(self) -> float:
         """Seconds until a partition's finished messages are due for commit
-        (under ``_lock``; inf: nothing finished waits)."""
+        (under ``_lock``; inf: nothing finished waits). Careful partitions
+        are committed between any two slices of a poll."""
+        interval = self._settings.commit_interval
         waits = [
-            0.0
-            if tracker.careful
-            else tracker.last_commit + self._settings.commit_interval - time.monotonic()
+            tracker.last_commit + interval - time.monotonic()
             for tracker in self._partitions.values()
-            if tracker.uncommitted
+            if tracker.uncommitted and not tracker.careful
         ]
         # Not sooner than _COMMIT_RETRY: a commit due now was just tried.
         return max(_COMMIT_RETRY, min(waits, default=math.inf))
