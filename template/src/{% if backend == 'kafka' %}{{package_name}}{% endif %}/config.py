@@ -139,6 +139,7 @@ class KafkaSettings:
     read_timeout: float
     commit_every: int
     commit_interval: float
+    consumer_idle: float
 
 
 def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
@@ -177,6 +178,7 @@ def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
         read_timeout=reader.millis("READ_TIMEOUT_MS", 2_000),
         commit_every=reader.integer("COMMIT_EVERY", 100, minimum=1),
         commit_interval=reader.millis("COMMIT_INTERVAL_MS", 1_000, minimum=0),
+        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 300_000, minimum=1_000),
     )
     if settings.topic_replication_factor == 0:
         raise ConfigurationError(

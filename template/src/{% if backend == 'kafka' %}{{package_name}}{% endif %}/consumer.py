@@ -140,6 +140,8 @@ class GroupConsumer:
         # Protean counts a group's consumers once they read, as Redis does: a
         # member that only joined (`_ensure_group`) is not one yet.
         self.has_read = False
+        # When a caller last read, acked or nacked through this consumer.
+        self.last_used = time.monotonic()
         self._settings = settings
         self._dead_letter = dead_letter
         self._submit = submit
@@ -313,6 +315,7 @@ class GroupConsumer:
         handouts must be committed before they leave, which needs the poll.
         """
         self.has_read = True
+        self.last_used = time.monotonic()
         deadline = time.monotonic() + wait
         if not self._polling.acquire(timeout=wait):
             # The reader polling now commits when done, and hands out the rest.
@@ -519,6 +522,7 @@ class GroupConsumer:
     # -- ack / nack -------------------------------------------------------
 
     def ack(self, identifier: str) -> bool:
+        self.last_used = time.monotonic()
         with self._lock:
             delivery = self._inflight.pop(identifier, None) or self._waiting.pop(
                 identifier, None
@@ -540,6 +544,7 @@ class GroupConsumer:
                 self._polling.release()
 
     def nack(self, identifier: str) -> bool:
+        self.last_used = time.monotonic()
         with self._lock:
             delivery = self._inflight.pop(identifier, None)
             if delivery is None:
@@ -745,6 +750,18 @@ class GroupConsumer:
                 self.consumer.close()
         except (KafkaException, RuntimeError) as exc:
             logger.warning("Closing Kafka consumer %s: %s", self.group, exc)
+
+    def idle(self, since: float) -> bool:
+        """Unused since ``since`` (monotonic) and holding no delivery a
+        caller may still ack or nack, or that waits for a retry or its
+        dead-letter write: closing it loses nothing but its prefetch."""
+        with self._lock:
+            return self.last_used < since and not (
+                self._inflight
+                or self._waiting
+                or self._parking
+                or self._polling.locked()
+            )
 
     def finished_beyond(self, committed: dict[int, int]) -> int:
         """Finished records at or after the group's ``committed`` offsets
