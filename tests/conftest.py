@@ -24,6 +24,8 @@ import copier
 import pytest
 from packaging.requirements import Requirement
 
+from tests.backends import SERVERS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_FILES = ("copier.yml", "template", "hooks")
 TIERS = (
@@ -33,7 +35,7 @@ TIERS = (
     "ordered_messaging",
     "enterprise_streaming",
 )
-BACKENDS = ("skeleton", "kafka", "rabbitmq")
+BACKENDS = ("skeleton", *(backend.name for backend in SERVERS))
 # Partition leases need an atomic store neither Kafka nor RabbitMQ has.
 UNSUPPORTED = {("kafka", "enterprise_streaming"), ("rabbitmq", "enterprise_streaming")}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import ALL_BACKENDS, Backend
 from tests.conftest import make_venv, render, run, shell_blocks, uv
 
 pytestmark = pytest.mark.package
@@ -24,9 +25,9 @@ def readme_blocks(package: Path, section: str) -> list[str]:
     return shell_blocks(body)
 
 
-def run_block(block: str, cwd: Path) -> str:
+def run_block(block: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a README block as a person pastes it: line by line, stopping at an error."""
-    return run("bash", "-euo", "pipefail", "-c", block, cwd=cwd)
+    return run("bash", "-euo", "pipefail", "-c", block, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,30 @@ def skeleton(template_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def fresh_copy(package: Path, destination: Path) -> Path:
     return Path(shutil.copytree(package, destination / package.name))
+
+
+QUICK_TESTS = "tests/test_registration.py tests/conformance/test_publish.py"
+"""What a server backend's install paths run, on the warm server: the entry
+point and a round trip are what an install can break; the whole suite runs in
+tests/test_server_packages.py."""
+
+
+def package_for(
+    backend: Backend | None,
+    template_src: Path,
+    destination: Path,
+    request: pytest.FixtureRequest,
+) -> tuple[Path, dict[str, str]]:
+    """The backend's package, and the environment its README commands run in."""
+    if backend is None:
+        return render(template_src, destination / "protean-acme-broker"), {}
+    package = render(
+        template_src,
+        destination / f"protean-{backend.name}-broker",
+        broker_name=backend.name,
+        backend=backend.name,
+    )
+    return package, {**backend.server(request), "PYTEST_ADDOPTS": QUICK_TESTS}
 
 
 def test_the_readme_offers_uv_poetry_and_pip(skeleton: Path) -> None:
@@ -59,26 +84,42 @@ def test_the_readme_offers_uv_poetry_and_pip(skeleton: Path) -> None:
     ]
 
 
-def test_uv_sync_then_uv_run_pytest(skeleton: Path, tmp_path: Path) -> None:
-    package = fresh_copy(skeleton, tmp_path)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_uv_sync_then_uv_run_pytest(
+    backend: Backend | None,
+    template_src: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    package, env = package_for(backend, template_src, tmp_path, request)
     uv_block, _, _, checks = readme_blocks(package, "Develop and test")
-    output = run_block(uv_block, package)
+    output = run_block(uv_block, package, env)
     assert re.search(r"\d+ passed", output), output[-2000:]
     run_block("\n".join(f"uv run {line}" for line in checks.splitlines()), package)
 
 
-def test_the_pip_commands_then_pytest(skeleton: Path, tmp_path: Path) -> None:
-    package = fresh_copy(skeleton, tmp_path)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_the_pip_commands_then_pytest(
+    backend: Backend | None,
+    template_src: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    package, env = package_for(backend, template_src, tmp_path, request)
     pip_block = readme_blocks(package, "Develop and test")[2]
-    output = run_block(pip_block, package)
+    output = run_block(pip_block, package, env)
     assert re.search(r"\d+ passed", output), output[-2000:]
 
 
-def test_poetry_checks_builds_and_installs_the_dev_group(
-    skeleton: Path, tmp_path: Path
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_poetry_checks_builds_installs_the_dev_group_and_tests(
+    backend: Backend | None,
+    template_src: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     poetry = make_venv(tmp_path / "poetry-venv", "poetry>=2.2") / "poetry"
-    package = fresh_copy(skeleton, tmp_path)
+    package, env = package_for(backend, template_src, tmp_path, request)
     run(poetry, "check", "--strict", cwd=package)
     run(poetry, "build", cwd=package)
     assert sorted(p.suffix for p in (package / "dist").iterdir()) == [".gz", ".whl"]
@@ -89,9 +130,9 @@ def test_poetry_checks_builds_and_installs_the_dev_group(
             '\n[[tool.poetry.source]]\nname = "index"\n'
             'url = "https://pypi.org/simple/"\npriority = "primary"\n'
         )
-    env = {"POETRY_VIRTUALENVS_IN_PROJECT": "true"}
-    run(poetry, "install", "--no-interaction", cwd=package, env=env)
-    output = run(poetry, "run", "pytest", "-q", cwd=package, env=env)
+    env["POETRY_VIRTUALENVS_IN_PROJECT"] = "true"
+    poetry_block = readme_blocks(package, "Develop and test")[1]
+    output = run_block(poetry_block.replace("poetry ", f"{poetry} "), package, env)
     assert re.search(r"\d+ passed", output), output[-2000:]
 
 
@@ -126,25 +167,20 @@ def test_the_release_workflow_builds_what_python_m_build_builds(
         assert members(ours) == members(theirs), ours.name
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "skeleton",
-        pytest.param("kafka", marks=pytest.mark.kafka),
-        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-    ],
-)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_the_lowest_releases_admitted_pass_the_tests(
-    template_src: Path, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+    template_src: Path,
+    tmp_path: Path,
+    backend: Backend | None,
+    request: pytest.FixtureRequest,
 ) -> None:
     """What the generated CI's lowest-direct job runs, on the oldest Python:
     the tests, and mypy against the oldest Protean's type hints."""
-    package = render(template_src, tmp_path / "pkg", backend=backend)
+    name = backend.name if backend else "skeleton"
+    package = render(template_src, tmp_path / "pkg", backend=name)
     env = {"UV_RESOLUTION": "lowest-direct", "UV_PYTHON": "3.11"}
-    if backend == "kafka":
-        env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("kafka_bootstrap")
-    if backend == "rabbitmq":
-        env["RABBITMQ_URI"] = request.getfixturevalue("rabbitmq_uri")
+    if backend:
+        env |= backend.server(request)
     run(uv(), "sync", cwd=package, env=env)
     resolved = run(uv(), "pip", "list", "--python", package / ".venv", cwd=package)
     assert re.search(r"^protean\s+0\.15\.0$", resolved, re.MULTILINE), resolved

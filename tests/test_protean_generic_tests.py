@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import SERVER_BACKENDS, Backend
 from tests.conftest import (
     TIERS,
     Stopwatch,
@@ -135,20 +136,6 @@ def check_a_server_backend(
     assert all(o.get("xfailed") == 1 for o in outcomes.values()), outcomes
 
 
-@pytest.mark.kafka
-def test_protean_generic_broker_tests_hold_on_kafka(
-    template_src: Path,
-    tmp_path: Path,
-    sdist_cache: Path,
-    kafka_bootstrap: str,
-    stopwatch: Stopwatch,
-) -> None:
-    check_a_server_backend(
-        template_src, tmp_path, sdist_cache, stopwatch, "kafka",
-        {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
-    )  # fmt: skip
-
-
 def test_a_protean_release_without_the_tests_says_so(
     template_src: Path, tmp_path: Path, sdist_cache: Path
 ) -> None:
@@ -163,15 +150,16 @@ def test_a_protean_release_without_the_tests_says_so(
     )
 
 
-@pytest.mark.rabbitmq
-def test_protean_generic_broker_tests_hold_on_rabbitmq(
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_protean_generic_broker_tests_hold_on_each_server_backend(
+    backend: Backend,
     template_src: Path,
     tmp_path: Path,
     sdist_cache: Path,
-    rabbitmq_uri: str,
     stopwatch: Stopwatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     check_a_server_backend(
-        template_src, tmp_path, sdist_cache, stopwatch, "rabbitmq",
-        {"RABBITMQ_URI": rabbitmq_uri},
+        template_src, tmp_path, sdist_cache, stopwatch, backend.name,
+        backend.server(request),
     )  # fmt: skip

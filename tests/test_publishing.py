@@ -54,7 +54,7 @@ def test_urls_and_classifiers_follow_the_answers(published: Path) -> None:
         if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
     ]
     assert versions == ["3.12", "3.13"]
-    assert project["requires-python"] == ">=3.12"
+    assert project["requires-python"] == ">=3.12,<4"
     assert any(c.startswith("Development Status ::") for c in project["classifiers"])
     readme = (published / "README.md").read_text()
     assert f"]({GITHUB}/actions/workflows/ci.yml)" in readme

@@ -193,7 +193,7 @@ def test_custom_names_flow_everywhere(template_src: Path, tmp_path: Path) -> Non
     )
     project = tomllib.loads((package / "pyproject.toml").read_text())
     assert project["project"]["name"] == "acme-nats"
-    assert project["project"]["requires-python"] == ">=3.12"
+    assert project["project"]["requires-python"] == ">=3.12,<4"
     assert project["project"]["entry-points"]["protean.brokers"] == {
         "nats_js": "acme_nats:register"
     }

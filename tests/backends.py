@@ -1,0 +1,102 @@
+"""The table of backends that talk to a real server: one row each.
+
+A template test that holds for every server backend is parametrized over
+``SERVER_BACKENDS`` and reads what differs from the row, so that a new backend
+is a row here (and a session fixture in conftest.py that starts its warm
+server), never a copied test module. See "Adding a backend" in the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    """The `backend` answer, and the folder of its tests in a package."""
+    server_env: str
+    """How a generated suite is told where a running server is."""
+    server_fixture: str
+    """The template's session fixture that yields a warm server's address."""
+    program: str
+    """A word of the server process's command line, to find leftovers."""
+    no_server_env: dict[str, str]
+    """What, besides a PATH of the package's venv alone, leaves the runner
+    nothing to start a server with (values may name ``{tmp}``)."""
+    no_server_files: tuple[str, ...]
+    """Tests run where no server can start: they skip outside CI."""
+    no_server_hints: tuple[str, ...]
+    """What those skips must tell the user."""
+    lowest_tier_requirements: tuple[str, ...] = ()
+    """Pins for the lower-tier check (one backend runs it on the oldest Protean)."""
+    modules_that_must_run: tuple[str, ...] = field(default=())
+    """Modules of the package's suite that may never skip in the whole run."""
+
+    @property
+    def marker(self) -> pytest.MarkDecorator:
+        return getattr(pytest.mark, self.name)
+
+    def server(self, request: pytest.FixtureRequest) -> dict[str, str]:
+        """The environment that points a generated suite at the warm server."""
+        return {self.server_env: request.getfixturevalue(self.server_fixture)}
+
+
+KAFKA = Backend(
+    name="kafka",
+    server_env="KAFKA_BOOTSTRAP_SERVERS",
+    server_fixture="kafka_bootstrap",
+    program="kafka.Kafka",
+    no_server_env={"JAVA_HOME": ""},  # and no java or mvn on PATH
+    no_server_files=("tests/test_registration.py", "tests/kafka/test_restart.py"),
+    no_server_hints=(
+        "python -m tests.kafka.kafka_server start",
+        "docker compose up -d",
+        "KAFKA_BOOTSTRAP_SERVERS=localhost:9092",
+        "the restart test starts a Kafka node of its own",
+    ),
+    modules_that_must_run=("test_restart.py",),
+)
+
+RABBITMQ = Backend(
+    name="rabbitmq",
+    server_env="RABBITMQ_URI",
+    server_fixture="rabbitmq_uri",
+    program="beam.smp",
+    # The runner looks for rabbitmq-server there: nothing to start a node with.
+    no_server_env={"RABBITMQ_HARNESS_SBIN": "{tmp}/no-rabbitmq"},
+    no_server_files=(
+        "tests/test_registration.py",
+        "tests/conformance/test_publish.py",
+    ),
+    no_server_hints=(
+        "python -m tests.rabbitmq.rabbitmq_server start",
+        "docker compose up -d",
+        "RABBITMQ_URI=amqp://guest:guest@localhost:5672/%2F",
+    ),
+    lowest_tier_requirements=("protean==0.15.0",),
+)
+
+SERVERS = (KAFKA, RABBITMQ)
+
+SERVER_BACKENDS = [
+    pytest.param(backend, marks=backend.marker, id=backend.name) for backend in SERVERS
+]
+"""Each row carries its marker: `-m "not kafka"` leaves its tests out."""
+
+ALL_BACKENDS = [
+    pytest.param(None, id="skeleton"),
+    *SERVER_BACKENDS,
+]
+"""With the skeleton, which needs no server (its row is ``None``)."""
+
+
+def no_server_env(backend: Backend, bin_dir: Path, tmp: Path) -> dict[str, str]:
+    """An environment where the package's runner finds nothing to start."""
+    env = {"PATH": str(bin_dir), "HOME": str(Path.home())}
+    for key, value in backend.no_server_env.items():
+        env[key] = value.format(tmp=tmp)
+    return env
