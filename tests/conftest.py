@@ -40,6 +40,10 @@ BACKENDS = ("skeleton", *(backend.name for backend in SERVERS))
 UNSUPPORTED = {("kafka", "enterprise_streaming"), ("rabbitmq", "enterprise_streaming")}
 
 TIMINGS: dict[str, float] = {}
+"""Steps timed in this process, by key."""
+_UNREPORTED: list[tuple[str, float]] = []
+_REPORTED: dict[str, float] = {}
+"""Steps timed in any process (xdist's workers send theirs with their reports)."""
 
 # The tools of the environment running the tests (copier, ruff, uv) come first,
 # so `.venv/bin/python -m pytest` or `-m tests.benchmark` work without activating it.
@@ -171,6 +175,7 @@ def timed(key: str) -> Iterator[None]:
         yield
     finally:
         TIMINGS[key] = time.perf_counter() - started
+        _UNREPORTED.append((key, TIMINGS[key]))
 
 
 class Stopwatch:
@@ -183,10 +188,36 @@ class Stopwatch:
         return timed(f"{self.label}: {name}")
 
 
+@pytest.fixture(autouse=True)
+def _report_timings(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hand the test's timed steps to its teardown report, which reaches the
+    controlling process when xdist runs the test in a worker."""
+    yield
+    while _UNREPORTED:
+        request.node.user_properties.append(("timing", _UNREPORTED.pop(0)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "timing":
+            key, seconds = value
+            _REPORTED[key] = seconds
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n` (tests/run.sh), a server backend's tests run in one
+    worker, one after another, so its warm server starts once and two
+    backends' suites share the machine's two cores rather than each other's."""
+    for item in items:
+        for backend in SERVERS:
+            if item.get_closest_marker(backend.name):
+                item.add_marker(pytest.mark.xdist_group(backend.name))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TIMINGS:
+    if _REPORTED:
         terminalreporter.section("timings (seconds)")
-        for key, seconds in TIMINGS.items():
+        for key, seconds in _REPORTED.items():
             terminalreporter.write_line(f"{seconds:8.2f}  {key}")
 
 

@@ -21,4 +21,6 @@ fi
 .venv/bin/python tests/kafka_server.py fetch >/dev/null   # Kafka jars for the runner generated packages carry; cached
 
 export PATH="$PWD/.venv/bin:$PATH"
-exec pytest "$@"
+# Two workers: each server backend's tests stay in one of them, in order, with
+# its warm server (tests/conftest.py groups them); `-n 0` runs everything here.
+exec pytest -n 2 --dist loadgroup "$@"
