@@ -2,8 +2,9 @@
 
 Needs a JDK 17+ and Maven: the broker's jars come from Maven Central through
 ``pom.xml`` next to this file (one ``mvn`` run, cached under
-``~/.cache/protean-broker-template`` or ``KAFKA_HARNESS_CACHE``), and each node
-runs as a plain ``java`` child process on free loopback ports.
+``~/.cache/protean-broker-template`` or ``KAFKA_HARNESS_CACHE``, for every
+package of this user), and each node runs as a plain ``java`` child process on
+free loopback ports.
 
 From tests (``KafkaCluster(3)`` likewise gives three nodes)::
 
@@ -14,7 +15,8 @@ From tests (``KafkaCluster(3)`` likewise gives three nodes)::
     with KafkaServer(sasl_users={"alice": "alice-secret"}) as kafka:
         produce_to(kafka.bootstrap_servers, kafka.client_config("alice"))
 
-From a shell, a long-lived broker for development::
+From a shell, a long-lived broker for development, this package's own (its
+data in the cache above, below ``dev-nodes/<package folder>-<hash>/``)::
 
     python -m tests.kafka.kafka_server fetch   # resolve the jars only
     python -m tests.kafka.kafka_server start   # last line: KAFKA_BOOTSTRAP_SERVERS=...
@@ -24,13 +26,9 @@ From a shell, a long-lived broker for development::
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import base64
 import contextlib
-import fcntl
-import hashlib
-import json
 import logging
 import os
 import re
@@ -45,17 +43,33 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.local_servers import HOST, Guard, ProcessGroup, free_ports, recv_exact
+from tests.local_servers import (
+    HOST,
+    LOG_TAIL_LINES,
+    DevNode,
+    Guard,
+    HarnessError,
+    ProcessGroup,
+    fetch_jars,
+    free_ports,
+    group_alive,
+    java,
+    jvm_missing_tools,
+    process_has,
+    recv_exact,
+    tail,
+    user_cache,
+    wait_until_ready,
+)
 
 POM = Path(__file__).resolve().parent / "pom.xml"
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
-LOG_TAIL_LINES = 60
 API_VERSIONS_KEY = 18
 PROBE_CORRELATION_ID = 7
 # The group whose offset lookup makes a fresh node create __consumer_offsets.
@@ -91,8 +105,9 @@ log = logging.getLogger(__name__)
 #
 # TEST_OVERRIDES below change Kafka's behaviour for speed, so a node started with
 # ``production_defaults=True`` leaves them out: tests whose outcome depends on
-# them (first joins, rebalances) run there. The JVM flags in ``KafkaServer._java``
-# (serial GC, C1 only, small heap) affect start-up time and memory, not Kafka.
+# them (first joins, rebalances) run there. The JVM flags (``java`` in
+# tests/local_servers.py: serial GC, C1 only, small heap) affect start-up time
+# and memory, not Kafka.
 #
 #   setting                             default  test  why the test broker differs
 #   group.initial.rebalance.delay.ms    3000     0     a group's first join waits
@@ -139,7 +154,7 @@ _SASL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _SASL_PASSWORD = re.compile(r'^[^"\\\s;]+$')
 
 
-class KafkaHarnessError(RuntimeError):
+class KafkaHarnessError(HarnessError):
     """The broker could not be resolved, formatted, started or stopped."""
 
 
@@ -153,69 +168,23 @@ def kafka_version() -> str:
 
 
 def cache_root() -> Path:
-    """Where jars and the dev broker live; ``KAFKA_HARNESS_CACHE`` overrides it."""
-    env = os.environ.get("KAFKA_HARNESS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "protean-broker-template"
-
-
-def java_command() -> str:
-    """``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else ``java`` from PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    return str(Path(java_home) / "bin" / "java") if java_home else "java"
+    """Where the jars and dev nodes live; ``KAFKA_HARNESS_CACHE`` overrides it."""
+    return user_cache("KAFKA_HARNESS_CACHE")
 
 
 def _artifact_dir() -> Path:
     return cache_root() / f"kafka-{kafka_version()}" / "lib"
 
 
-def _artifacts_cached(lib: Path) -> bool:
-    marker = lib / ".complete"
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-    return marker.is_file() and marker.read_text() == digest
-
-
 def missing_tools() -> list[str]:
     """What this machine lacks to start a node: ``java``, and ``mvn`` only while
     the jars are not cached yet. Empty when a node can be started."""
-    missing = [] if shutil.which(java_command()) else ["java"]
-    if shutil.which("mvn") is None and not _artifacts_cached(_artifact_dir()):
-        missing.append("mvn")
-    return missing
+    return jvm_missing_tools(POM, _artifact_dir())
 
 
 def ensure_artifacts() -> Path:
-    """Return the broker's classpath folder, running Maven only on a cold cache.
-
-    A marker holding the POM's hash is written last, so an interrupted or
-    outdated resolution is redone; a file lock keeps parallel workers from
-    resolving into the same folder at once.
-    """
-    lib = _artifact_dir()
-    home = lib.parent
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _artifacts_cached(lib):
-            return lib
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaHarnessError("mvn not found on PATH (Debian package: maven)")
-        shutil.rmtree(lib, ignore_errors=True)
-        cmd = [
-            mvn, "-q", "-B", "-f", str(POM),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
-        ]  # fmt: skip
-        log.info("resolving Kafka jars: %s", " ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise KafkaHarnessError(
-                f"mvn failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-            )
-        (lib / ".complete").write_text(hashlib.sha256(POM.read_bytes()).hexdigest())
-    return lib
+    """Return the broker's classpath folder, running Maven only on a cold cache."""
+    return fetch_jars(POM, _artifact_dir())
 
 
 def random_cluster_id() -> str:
@@ -314,17 +283,6 @@ def wait_for_group_coordinator(
                 time.sleep(0.2)
     finally:
         consumer.close()
-
-
-def pid_alive(pid: int) -> bool:
-    """Signal 0 tells whether a process we may not own still exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class KafkaServer:
@@ -451,7 +409,7 @@ class KafkaServer:
     def running(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is None
-        return self.pid is not None and pid_alive(self.pid)
+        return self.pid is not None and group_alive(self.pid)
 
     def stop(self, *, graceful: bool = True) -> None:
         """SIGTERM for a clean shutdown (a restart then recovers nothing), then KILL.
@@ -480,11 +438,8 @@ class KafkaServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        """The log's last lines, after its path."""
+        return f"--- {self.log_path}\n{tail(self.log_path, lines)}"
 
     def _launch(self) -> None:
         lib = ensure_artifacts()
@@ -519,25 +474,24 @@ class KafkaServer:
             time.sleep(0.1)
         return True
 
+    def _serves(self) -> bool:
+        """Whether this node answers requests and clients see it in metadata."""
+        if not api_versions_ok(HOST, self.port):
+            return False
+        seen = listed_brokers(self.bootstrap_servers, 2.0, self.client_config())
+        return seen is None or self.node_id in seen
+
     def _wait_ready(self, deadline: float) -> None:
         """Wait until this node answers and clients see it; stop it on failure."""
         try:
-            while time.monotonic() < deadline:
-                if not self.running:
-                    raise KafkaHarnessError(
-                        f"Kafka exited during start-up; log {self.log_path}:\n"
-                        f"{self.log_tail()}"
-                    )
-                if api_versions_ok(HOST, self.port):
-                    seen = listed_brokers(
-                        self.bootstrap_servers, 2.0, self.client_config()
-                    )
-                    if seen is None or self.node_id in seen:
-                        return
-                time.sleep(0.2)
-            raise KafkaHarnessError(
-                f"Kafka not ready in {self.start_timeout:.0f}s; log {self.log_path}:\n"
-                f"{self.log_tail()}"
+            wait_until_ready(
+                f"Kafka node {self.node_id}",
+                self._serves,
+                lambda: not self.running,
+                self.log_tail,
+                deadline=deadline,
+                timeout=self.start_timeout,
+                error=KafkaHarnessError,
             )
         except BaseException:
             self.stop()
@@ -554,18 +508,8 @@ class KafkaServer:
             raise
 
     def _java(self, lib: Path, heap: str) -> list[str]:
-        return [
-            java_command(),
-            "-Xms64m",
-            f"-Xmx{heap}",
-            "-XX:+UseSerialGC",  # fewer threads than G1; tests move little data
-            "-XX:TieredStopAtLevel=1",  # C1 only: ~0.4s faster start, ~30 MB less RSS
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp",
-            f"{lib}/*",
-        ]
+        logging_config = self.data_dir / "log4j2.properties"
+        return java(lib, heap, f"-Dlog4j2.configurationFile={logging_config}")
 
     def _format(self, lib: Path) -> None:
         cmd = [
@@ -728,120 +672,60 @@ class KafkaCluster:
 # --- CLI: a long-lived broker for development and CI scripts -------------------
 
 
-def _state_file() -> Path:
-    return cache_root() / "dev-broker.json"
+class KafkaDevNode(DevNode[KafkaServer]):
+    """This package's dev broker, and ``fetch`` to resolve the jars alone."""
 
+    name = "Kafka"
+    variable = "KAFKA_BOOTSTRAP_SERVERS"
 
-def _dev_dir() -> Path:
-    return cache_root() / "dev-broker"
+    def launch(self, data_dir: Path) -> KafkaServer:
+        server = KafkaServer(data_dir, detach=True)
+        server.start()
+        return server
 
+    def record(self, node: KafkaServer) -> dict[str, Any]:
+        return {
+            "pid": node.pid,
+            "port": node.port,
+            "controller_port": node.controller_port,
+            "data_dir": str(node.data_dir),
+            "version": kafka_version(),
+        }
 
-@contextlib.contextmanager
-def _cli_lock() -> Iterator[None]:
-    """Serialise CLI calls so two ``start``s cannot launch two brokers."""
-    cache_root().mkdir(parents=True, exist_ok=True)
-    with (cache_root() / ".cli.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    def adopt(self, state: Mapping[str, Any]) -> KafkaServer:
+        server = KafkaServer(
+            state["data_dir"],
+            port=int(state["port"]),
+            controller_port=int(state["controller_port"]),
+        )
+        pid = int(state["pid"])
+        # A recycled PID would not be a JVM running these very properties.
+        ours = process_has(pid, "cmdline", BROKER_MAIN, str(server.properties_path))
+        server.pid = pid if ours else None
+        return server
 
+    def serving(self, node: KafkaServer) -> bool:
+        return node.running and api_versions_ok(HOST, node.port)
 
-def _recorded_server() -> KafkaServer | None:
-    """The broker from the state file if its PID is still that broker's JVM."""
-    try:
-        state = json.loads(_state_file().read_text())
-    except (OSError, ValueError):
-        return None
-    server = KafkaServer(
-        state["data_dir"], port=state["port"], controller_port=state["controller_port"]
-    )
-    pid: int = state["pid"]
-    server.pid = pid if _is_broker(pid, server.properties_path) else None
-    return server
+    def address(self, node: KafkaServer) -> str:
+        return node.bootstrap_servers
 
+    def describe(self, node: KafkaServer) -> str:
+        return f"Kafka pid {node.pid}"
 
-def _is_broker(pid: int, properties_path: Path) -> bool:
-    """Guard against a recycled PID: the command line must name our properties."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: trust the PID
-        return pid_alive(pid)
-    try:
-        args = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return BROKER_MAIN.encode() in args and str(properties_path).encode() in args
+    def commands(self) -> dict[str, Callable[[], int]]:
+        return {**super().commands(), "fetch": self.fetch}
 
-
-def _cli_start() -> int:
-    with _cli_lock():
-        server = _recorded_server()
-        if server is not None and server.running and api_versions_ok(HOST, server.port):
-            print(f"reusing Kafka pid {server.pid}", file=sys.stderr)
-        else:
-            if server is not None:
-                server.stop()
-            shutil.rmtree(_dev_dir(), ignore_errors=True)
-            server = KafkaServer(_dev_dir(), detach=True)
-            server.start()
-            state = {
-                "pid": server.pid,
-                "port": server.port,
-                "controller_port": server.controller_port,
-                "data_dir": str(server.data_dir),
-                "version": kafka_version(),
-            }
-            _state_file().write_text(json.dumps(state, indent=2))
-            print(
-                f"started Kafka pid {server.pid}, log {server.log_path}",
-                file=sys.stderr,
-            )
-    print(f"KAFKA_BOOTSTRAP_SERVERS={server.bootstrap_servers}")
-    return 0
-
-
-def _cli_stop() -> int:
-    with _cli_lock():
-        server = _recorded_server()
-        if server is not None:
-            server.stop()
-            shutil.rmtree(server.data_dir, ignore_errors=True)
-        _state_file().unlink(missing_ok=True)
-    print(
-        "Kafka stopped" if server is not None else "no Kafka recorded", file=sys.stderr
-    )
-    return 0
-
-
-def _cli_status() -> int:
-    server = _recorded_server()
-    if server is None or not server.running or not api_versions_ok(HOST, server.port):
-        print("Kafka is not running", file=sys.stderr)
-        return 1
-    print(f"KAFKA_BOOTSTRAP_SERVERS={server.bootstrap_servers}")
-    return 0
-
-
-def _cli_fetch() -> int:
-    started = time.monotonic()
-    lib = ensure_artifacts()
-    print(f"Kafka {kafka_version()} jars in {lib} ({time.monotonic() - started:.1f}s)")
-    return 0
+    def fetch(self) -> int:
+        started = time.monotonic()
+        lib = ensure_artifacts()
+        took = time.monotonic() - started
+        print(f"Kafka {kafka_version()} jars in {lib} ({took:.1f}s)")
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
-    command = parser.parse_args(argv).command
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        return {
-            "start": _cli_start,
-            "stop": _cli_stop,
-            "status": _cli_status,
-            "fetch": _cli_fetch,
-        }[command]()
-    except KafkaHarnessError as err:
-        print(err, file=sys.stderr)
-        return 1
+    return KafkaDevNode("kafka", cache_root()).main(argv)
 
 
 if __name__ == "__main__":

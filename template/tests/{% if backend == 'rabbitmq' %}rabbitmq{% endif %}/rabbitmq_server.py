@@ -16,7 +16,9 @@ From tests (``RabbitMQCluster(3)`` likewise gives three clustered nodes)::
         node.restart()   # the same ports and data
         node.ctl("list_queues", "name", "messages")
 
-From a shell, a long-lived node for development::
+From a shell, a long-lived node for development, this package's own (its data
+in ``~/.cache/protean-broker-template`` or ``RABBITMQ_HARNESS_CACHE``, below
+``dev-nodes/<package folder>-<hash>/``)::
 
     python -m tests.rabbitmq.rabbitmq_server start   # last line: RABBITMQ_URI=...
     python -m tests.rabbitmq.rabbitmq_server status
@@ -25,10 +27,7 @@ From a shell, a long-lived node for development::
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -41,24 +40,29 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 from tests.local_servers import (
     HOST,
-    PROC,
+    LOG_TAIL_LINES,
+    DevNode,
     Guard,
+    HarnessError,
     ProcessGroup,
     free_ports,
-    group_alive,
+    process_has,
     recv_exact,
+    tail,
+    user_cache,
+    wait_until_ready,
 )
 
 NODE_HOST = "localhost"  # the host part of node names: short names, no DNS
 DEFAULT_SBIN = Path("/usr/lib/rabbitmq/bin")
-LOG_TAIL_LINES = 60
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD = 1
 CONNECTION_START = (10, 10)  # class and method ids of Connection.Start
@@ -97,7 +101,7 @@ log = logging.getLogger(__name__)
 #                                                       new nodes join the first
 
 
-class RabbitMQHarnessError(RuntimeError):
+class RabbitMQHarnessError(HarnessError):
     """A node could not be started, reached or stopped."""
 
 
@@ -108,11 +112,8 @@ def sbin_dir() -> Path:
 
 
 def cache_root() -> Path:
-    """Where the CLI's dev node lives; ``RABBITMQ_HARNESS_CACHE`` overrides it."""
-    configured = os.environ.get("RABBITMQ_HARNESS_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "protean-broker-template"
+    """Where the CLI's dev nodes live; ``RABBITMQ_HARNESS_CACHE`` overrides it."""
+    return user_cache("RABBITMQ_HARNESS_CACHE")
 
 
 def missing_tools() -> list[str]:
@@ -140,14 +141,6 @@ def amqp_ready(host: str, port: int, timeout: float = 2.0) -> bool:
     except (OSError, struct.error):
         return False
     return (frame_type, channel, method) == (FRAME_METHOD, 0, CONNECTION_START)
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(none)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
 def _clean_environ() -> dict[str, str]:
@@ -471,7 +464,7 @@ class RabbitMQNode:
                 f"--- {self.output_path} (this start)",
                 *(output[-lines:] or ["(empty)"]),
                 f"--- {self.log_path}",
-                _tail(self.log_path, lines),
+                tail(self.log_path, lines),
             ]
         )
 
@@ -514,23 +507,23 @@ class RabbitMQNode:
     def _wait_ready(self, deadline: float, timeout: float) -> None:
         """Wait until AMQP answers; kill the node on failure or interruption."""
         try:
-            while not amqp_ready(HOST, self.amqp_port):
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise RabbitMQHarnessError(
-                        f"RabbitMQ node {self.nodename} exited during start-up:\n"
-                        f"{self.log_tail()}"
-                    )
-                if time.monotonic() > deadline:
-                    raise RabbitMQHarnessError(
-                        f"RabbitMQ node {self.nodename} not ready in {timeout:.0f}s:\n"
-                        f"{self.log_tail()}"
-                    )
-                time.sleep(0.2)
+            wait_until_ready(
+                f"RabbitMQ node {self.nodename}",
+                lambda: amqp_ready(HOST, self.amqp_port),
+                self._script_exited,
+                self.log_tail,
+                deadline=deadline,
+                timeout=timeout,
+                error=RabbitMQHarnessError,
+            )
         except BaseException:
             self.kill()
             if self._own_epmd:
                 self.epmd.stop()
             raise
+
+    def _script_exited(self) -> bool:
+        return self._proc is not None and self._proc.poll() is not None
 
     def _write_files(self) -> None:
         for folder in ("home", "mnesia", "log", "conf.d"):
@@ -783,49 +776,29 @@ class RabbitMQCluster:
 # --- CLI: a long-lived node for development and CI scripts --------------------
 
 
-def _state_file() -> Path:
-    return cache_root() / "rabbitmq-dev-node.json"
+class RabbitMQDevNode(DevNode[RabbitMQNode]):
+    """This package's dev node, with its own epmd."""
 
+    name = "RabbitMQ"
+    variable = "RABBITMQ_URI"
 
-def _dev_dir() -> Path:
-    return cache_root() / "rabbitmq-dev-node"
+    def launch(self, data_dir: Path) -> RabbitMQNode:
+        node = RabbitMQNode(data_dir, "rmq-dev", detach=True)
+        node.start()
+        return node
 
+    def record(self, node: RabbitMQNode) -> dict[str, Any]:
+        return {
+            "name": node.name,
+            "base_dir": str(node.base_dir),
+            "pid": node.pid,
+            "amqp_port": node.amqp_port,
+            "dist_port": node.dist_port,
+            "epmd_port": node.epmd.port,
+            "epmd_pid": node.epmd.pid,
+        }
 
-@contextlib.contextmanager
-def _cli_lock() -> Iterator[None]:
-    """Serialise CLI calls so two ``start``s cannot launch two nodes."""
-    cache_root().mkdir(parents=True, exist_ok=True)
-    with (cache_root() / ".rabbitmq-cli.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _started_by(pid: int, base_dir: Path) -> bool:
-    """Guard against a recycled PID: the process's environment must name the
-    node's folder (its command line is only the start script's path)."""
-    if not PROC.is_dir():  # not Linux: trust the PID
-        return group_alive(pid)
-    try:
-        environ = (PROC / str(pid) / "environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return f"RABBITMQ_MNESIA_BASE={base_dir / 'mnesia'}".encode() in environ
-
-
-def _epmd_started_for(pid: int, port: int) -> bool:
-    if not PROC.is_dir():
-        return group_alive(pid)
-    try:
-        args = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"-port" in args and str(port).encode() in args
-
-
-def _recorded_node() -> RabbitMQNode | None:
-    """The dev node from the state file, its PIDs kept only if still its own."""
-    try:
-        state = json.loads(_state_file().read_text())
+    def adopt(self, state: Mapping[str, Any]) -> RabbitMQNode:
         base_dir = Path(state["base_dir"])
         node = RabbitMQNode(
             base_dir,
@@ -837,79 +810,28 @@ def _recorded_node() -> RabbitMQNode | None:
         pid, epmd_pid, epmd_port = (
             int(state[key]) for key in ("pid", "epmd_pid", "epmd_port")
         )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    owned = epmd_pid if _epmd_started_for(epmd_pid, epmd_port) else None
-    node.epmd = Epmd(epmd_port, pid=owned, detach=True)
-    if _started_by(pid, base_dir):
-        node._adopt(pid)
-    return node
+        # Recycled PIDs: the start script's environment names the node's
+        # folder (its command line is only the script's path); epmd's command
+        # line names its port.
+        epmd_ours = process_has(epmd_pid, "cmdline", "-port", str(epmd_port))
+        node.epmd = Epmd(epmd_port, pid=epmd_pid if epmd_ours else None, detach=True)
+        mnesia = f"RABBITMQ_MNESIA_BASE={base_dir / 'mnesia'}"
+        if process_has(pid, "environ", mnesia):
+            node._adopt(pid)
+        return node
 
+    def serving(self, node: RabbitMQNode) -> bool:
+        return node.running and amqp_ready(HOST, node.amqp_port)
 
-def _cli_start() -> int:
-    with _cli_lock():
-        node = _recorded_node()
-        if node is not None and node.running and amqp_ready(HOST, node.amqp_port):
-            print(f"reusing RabbitMQ node {node.nodename}", file=sys.stderr)
-        else:
-            if node is not None:
-                node.stop()
-            shutil.rmtree(_dev_dir(), ignore_errors=True)
-            node = RabbitMQNode(_dev_dir(), "rmq-dev", detach=True)
-            node.start()
-            state = {
-                "name": node.name,
-                "base_dir": str(node.base_dir),
-                "pid": node.pid,
-                "amqp_port": node.amqp_port,
-                "dist_port": node.dist_port,
-                "epmd_port": node.epmd.port,
-                "epmd_pid": node.epmd.pid,
-            }
-            _state_file().write_text(json.dumps(state, indent=2))
-            print(
-                f"started RabbitMQ node {node.nodename}, log {node.log_path}",
-                file=sys.stderr,
-            )
-    print(f"RABBITMQ_URI={node.uri}")
-    return 0
+    def address(self, node: RabbitMQNode) -> str:
+        return node.uri
 
-
-def _cli_stop() -> int:
-    with _cli_lock():
-        node = _recorded_node()
-        if node is not None:
-            node.stop()
-            shutil.rmtree(node.base_dir, ignore_errors=True)
-        _state_file().unlink(missing_ok=True)
-    print(
-        "RabbitMQ stopped" if node is not None else "no RabbitMQ node recorded",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def _cli_status() -> int:
-    node = _recorded_node()
-    if node is None or not node.running or not amqp_ready(HOST, node.amqp_port):
-        print("RabbitMQ is not running", file=sys.stderr)
-        return 1
-    print(f"RABBITMQ_URI={node.uri}")
-    return 0
+    def describe(self, node: RabbitMQNode) -> str:
+        return f"RabbitMQ node {node.nodename}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "status"])
-    command = parser.parse_args(argv).command
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        return {"start": _cli_start, "stop": _cli_stop, "status": _cli_status}[
-            command
-        ]()
-    except RabbitMQHarnessError as err:
-        print(err, file=sys.stderr)
-        return 1
+    return RabbitMQDevNode("rabbitmq", cache_root()).main(argv)
 
 
 if __name__ == "__main__":
