@@ -1,12 +1,10 @@
-"""Checks of the Kafka runner generated packages carry, mostly against real brokers."""
+"""Checks of the Kafka runner generated packages carry, mostly against real
+brokers: what only Kafka has (``test_server_runners.py`` checks what every
+runner does)."""
 
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +16,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import REPO_ROOT
 from tests.kafka_server import (
     HOST,
-    RUNNER,
     TEST_OVERRIDES,
     KafkaCluster,
-    KafkaHarnessError,
     KafkaServer,
     api_versions_ok,
     kafka_version,
 )
-from tests.local_servers import group_alive
+from tests.runners import runner_path
 
 # Every file that names the Kafka version generated packages run.
 IMAGE_TAGS = (
@@ -77,9 +73,8 @@ def consume_one(bootstrap: str, topic: str, group: str) -> Message:
     pytest.fail(f"no message on {topic} for group {group}")
 
 
-def test_the_runner_and_its_pom_are_what_kafka_packages_get() -> None:
-    assert RUNNER.parent.name == "{% if backend == 'kafka' %}kafka{% endif %}"
-    assert (RUNNER.parent / "pom.xml").is_file()
+def test_the_pom_stands_next_to_the_runner_kafka_packages_get() -> None:
+    assert (runner_path("kafka").parent / "pom.xml").is_file()
     assert not (REPO_ROOT / "tests" / "kafka" / "pom.xml").exists()
 
 
@@ -145,17 +140,6 @@ def test_restart_keeps_topic_and_committed_offset(kafka: KafkaServer) -> None:
 
 
 @pytest.mark.kafka
-def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind((HOST, 0))
-        taken.listen()
-        server = KafkaServer(tmp_path / "kafka", port=taken.getsockname()[1])
-        with pytest.raises(KafkaHarnessError, match="Kafka exited during start-up"):
-            server.start()
-    assert not server.running
-
-
-@pytest.mark.kafka
 def test_cluster_survives_losing_the_leader() -> None:
     with KafkaCluster(3) as cluster:
         create_topic(cluster.bootstrap_servers, "replicated", replicas=3)
@@ -171,37 +155,3 @@ def test_cluster_survives_losing_the_leader() -> None:
             for _ in range(2)
         ]
         assert values == [b"before", b"after"]
-
-
-ABANDONING = """
-import sys, time
-sys.path.insert(0, sys.argv[1])
-from tests.kafka_server import KafkaServer
-server = KafkaServer()
-server.start()
-print(server.pid, server.data_dir, flush=True)
-time.sleep(600)
-"""
-
-
-@pytest.mark.kafka
-def test_a_killed_test_process_leaves_no_broker_and_no_data_behind() -> None:
-    """SIGKILL (like SIGTERM or a crash) skips atexit: the node's guard ends
-    its JVM then, and deletes the temporary folder it made."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", ABANDONING, str(REPO_ROOT)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        pid_text, data_dir = child.stdout.readline().split()
-    finally:
-        child.kill()
-        child.wait(timeout=30)
-    pid = int(pid_text)
-    deadline = time.monotonic() + 60
-    while (group_alive(pid) or Path(data_dir).exists()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not group_alive(pid)
-    assert not Path(data_dir).exists()

@@ -1,4 +1,5 @@
-"""Checks of the RabbitMQ runner generated packages carry, against real nodes.
+"""Checks of the RabbitMQ runner generated packages carry, against real nodes:
+what only RabbitMQ has (``test_server_runners.py`` checks what every runner does).
 
 One node serves most tests (module scope): each starts from whatever the one
 before left running and leaves it running.
@@ -8,12 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,15 +21,14 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.local_servers import group_alive
 from tests.rabbitmq_server import (
     HOST,
-    RUNNER,
     Epmd,
     RabbitMQCluster,
     RabbitMQHarnessError,
     RabbitMQNode,
     amqp_ready,
-    group_alive,
     missing_tools,
 )
 
@@ -83,11 +79,6 @@ def get_one(uri: str, queue: str) -> bytes | None:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQNode]:
     with RabbitMQNode(tmp_path_factory.mktemp("rabbitmq") / "node") as server:
         yield server
-
-
-def test_the_runner_is_what_rabbitmq_packages_get() -> None:
-    assert RUNNER.parent.name == "{% if backend == 'rabbitmq' %}rabbitmq{% endif %}"
-    assert RUNNER.parent.parent == REPO_ROOT / "template" / "tests"
 
 
 def test_docker_compose_runs_a_pinned_rabbitmq_4_with_a_health_check() -> None:
@@ -225,21 +216,6 @@ def test_an_epmd_whose_port_is_taken_fails_and_is_not_mistaken_for_ready() -> No
 
 
 @pytest.mark.rabbitmq
-def test_a_failed_start_says_why_and_leaves_no_process(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind((HOST, 0))
-        taken.listen()
-        server = RabbitMQNode(tmp_path / "node", dist_port=taken.getsockname()[1])
-        with pytest.raises(RabbitMQHarnessError, match="exited during start-up") as err:
-            server.start()
-    _, reason, *_ = str(err.value).splitlines()
-    assert reason.startswith("ERROR: could not bind to distribution port"), reason
-    assert str(server.log_path) in str(err.value)
-    assert not server.running and not server.epmd.running
-    assert processes_of(server.base_dir) == []
-
-
-@pytest.mark.rabbitmq
 def test_a_start_that_times_out_says_so_and_leaves_no_process(tmp_path: Path) -> None:
     server = RabbitMQNode(tmp_path / "node")
     with pytest.raises(RabbitMQHarnessError, match=r"not ready in 1s") as err:
@@ -262,79 +238,6 @@ def test_the_management_plugin_serves_its_api_when_enabled() -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             overview = json.load(response)
     assert overview["node"] == server.nodename
-
-
-# Started as a child process: a test run that is killed outright.
-ABANDONING = """
-import sys, time
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from tests.rabbitmq_server import RabbitMQNode
-node = RabbitMQNode(Path(sys.argv[2]))
-node.start()
-print(node.pid, node.epmd.pid, flush=True)
-time.sleep(600)
-"""
-
-
-@pytest.mark.rabbitmq
-def test_a_killed_test_process_leaves_no_node_behind(tmp_path: Path) -> None:
-    """SIGKILL (like SIGTERM) skips atexit: the node's guard ends it then."""
-    base_dir = tmp_path / "node"
-    child = subprocess.Popen(
-        [sys.executable, "-c", ABANDONING, str(REPO_ROOT), str(base_dir)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        pid, epmd_pid = map(int, child.stdout.readline().split())
-    finally:
-        child.kill()
-        child.wait(timeout=30)
-    deadline = time.monotonic() + 60
-    while (group_alive(pid) or group_alive(epmd_pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not group_alive(pid) and not group_alive(epmd_pid)
-    assert processes_of(base_dir) == []
-    # The node stopped cleanly (SIGTERM to the server), not killed.
-    assert (
-        "SIGTERM received - shutting down"
-        in next(base_dir.glob("log/*@localhost.log")).read_text()
-    )
-
-
-@pytest.mark.rabbitmq
-def test_the_cli_keeps_a_dev_node_until_stopped(tmp_path: Path) -> None:
-    env = {**os.environ, "RABBITMQ_HARNESS_CACHE": str(tmp_path / "cache")}
-
-    def cli(command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(REPO_ROOT / "tests" / "rabbitmq_server.py"), command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-
-    started = cli("start")
-    assert started.returncode == 0, started.stderr
-    uri = started.stdout.strip().removeprefix("RABBITMQ_URI=")
-    pika.BlockingConnection(pika.URLParameters(uri)).close()
-    state = json.loads((tmp_path / "cache" / "rabbitmq-dev-node.json").read_text())
-    try:
-        again = cli("start")
-        assert (again.returncode, again.stdout) == (0, started.stdout)
-        assert "reusing" in again.stderr
-        status = cli("status")
-        assert (status.returncode, status.stdout) == (0, started.stdout)
-    finally:
-        stopped = cli("stop")
-    assert stopped.returncode == 0, stopped.stderr
-    assert not group_alive(state["pid"]) and not group_alive(state["epmd_pid"])
-    assert processes_of(Path(state["base_dir"])) == []
-    assert cli("status").returncode == 1
 
 
 @pytest.mark.rabbitmq

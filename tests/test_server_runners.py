@@ -1,0 +1,226 @@
+"""Checks every server runner of generated packages passes alike, against real
+servers: the table below says what differs between backends.
+
+What a runner's server does for clients is checked in the backend's own module
+(``test_kafka_server.py``, ``test_rabbitmq_server.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.local_servers import HOST, HarnessError, group_alive, package_key
+from tests.runners import SHARED, runner_path
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # its folder and runner module: tests/<name>/<name>_server.py
+    server: str  # the runner's class of one node
+    folder: str  # the attribute holding a node's data folder
+    variable: str  # what the CLI's start and status print: VARIABLE=<address>
+    taken_port: str  # a port option the node binds while it starts
+    start_failure: str  # what a start on a taken port says (a regex)
+    sigterm_logged: str  # what the node logs when a SIGTERM stops it
+    epmd: bool = False  # whether a node runs an epmd of its own beside it
+
+    @property
+    def runner(self) -> ModuleType:
+        return importlib.import_module(f"tests.{self.name}_server")
+
+    def node(self, folder: Path | None = None, **options: Any) -> Any:
+        return getattr(self.runner, self.server)(folder, **options)
+
+    def facts(self, node: Any) -> dict[str, Any]:
+        """A started node's process groups (its own first), data folder and log."""
+        pids = [node.pid, *([node.epmd.pid] if self.epmd else [])]
+        folder = getattr(node, self.folder)
+        return {"pids": pids, "folder": str(folder), "log": str(node.log_path)}
+
+
+KAFKA = Backend(
+    name="kafka",
+    server="KafkaServer",
+    folder="data_dir",
+    variable="KAFKA_BOOTSTRAP_SERVERS",
+    taken_port="port",
+    start_failure=r"^Kafka node 1 exited during start-up:\n--- ",
+    sigterm_logged="Terminating process due to signal SIGTERM",
+)
+RABBITMQ = Backend(
+    name="rabbitmq",
+    server="RabbitMQNode",
+    folder="base_dir",
+    variable="RABBITMQ_URI",
+    taken_port="dist_port",
+    start_failure=(
+        r"^RabbitMQ node \S+ exited during start-up:\n"
+        r"ERROR: could not bind to distribution port"
+    ),
+    sigterm_logged="SIGTERM received - shutting down",
+    epmd=True,
+)
+BACKENDS = {backend.name: backend for backend in (KAFKA, RABBITMQ)}
+RUNNING = [
+    pytest.param(backend, marks=getattr(pytest.mark, name), id=name)
+    for name, backend in BACKENDS.items()
+]
+
+
+def processes_naming(folder: Path) -> list[str]:
+    """Command lines of live processes whose command line or environment names
+    ``folder``: what a node started there runs (a JVM, a start script, an
+    Erlang VM and its helpers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if str(folder).encode() in cmdline + (proc / "environ").read_bytes():
+                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def gone(facts: dict[str, Any], timeout: float = 60.0) -> bool:
+    """Whether every process group of a node ended within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while any(group_alive(pid) for pid in facts["pids"]):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.parametrize("backend", BACKENDS.values(), ids=BACKENDS)
+def test_the_shim_runs_the_runner_packages_get(backend: Backend) -> None:
+    path = runner_path(backend.name)
+    assert path.parent.parent == REPO_ROOT / "template" / "tests"
+    assert backend.runner.__file__ == str(path)
+    assert sys.modules["tests.local_servers"].__file__ == str(SHARED)
+
+
+@pytest.mark.parametrize("backend", RUNNING)
+def test_a_failed_start_says_why_and_leaves_no_process(
+    backend: Backend, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        node = backend.node(
+            tmp_path / "node", **{backend.taken_port: taken.getsockname()[1]}
+        )
+        with pytest.raises(HarnessError, match=backend.start_failure) as err:
+            node.start()
+    assert str(node.log_path) in str(err.value)
+    assert not node.running
+    assert not backend.epmd or not node.epmd.running
+    assert processes_naming(tmp_path / "node") == []
+
+
+# Started as a child process: a test run that is killed outright.
+ABANDONING = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.test_server_runners import BACKENDS
+backend = BACKENDS[sys.argv[2]]
+node = backend.node(Path(sys.argv[3]))
+node.start()
+print(json.dumps(backend.facts(node)), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("backend", RUNNING)
+def test_a_killed_test_process_leaves_no_node_behind(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """SIGKILL (like SIGTERM or a crash) skips atexit: the node's guard ends
+    it then, with a SIGTERM and time to shut down cleanly."""
+    folder = tmp_path / "node"
+    child = subprocess.Popen(
+        [sys.executable, "-c", ABANDONING, str(REPO_ROOT), backend.name, str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        facts = json.loads(child.stdout.readline())
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert gone(facts)
+    assert processes_naming(folder) == []
+    assert backend.sigterm_logged in Path(facts["log"]).read_text()
+
+
+def package(root: Path, backend: Backend) -> Path:
+    """A package's runner files, as a rendered package has them."""
+    tests = root / "tests"
+    shutil.copytree(
+        runner_path(backend.name).parent,
+        tests / backend.name,
+        ignore=shutil.ignore_patterns("*.jinja", "test_*", "__pycache__"),
+    )
+    shutil.copy2(SHARED, tests / "local_servers.py")
+    (tests / "__init__.py").touch()
+    return root
+
+
+@pytest.mark.parametrize("backend", RUNNING)
+def test_each_package_keeps_a_dev_node_of_its_own_until_stopped(
+    backend: Backend, tmp_path: Path
+) -> None:
+    mine, other = (package(tmp_path / name, backend) for name in ("mine", "other"))
+
+    def cli(root: Path, command: str) -> subprocess.CompletedProcess[str]:
+        module = f"tests.{backend.name}.{backend.name}_server"
+        return subprocess.run(
+            [sys.executable, "-m", module, command],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    started = cli(mine, "start")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith(f"{backend.variable}=")
+    assert f"/dev-nodes/{package_key(mine)}/{backend.name}/" in started.stderr
+    folder = backend.runner.cache_root() / "dev-nodes" / package_key(mine)
+    recorded = json.loads((folder / f"{backend.name}.json").read_text())
+    try:
+        again = cli(mine, "start")
+        assert (again.returncode, again.stdout) == (0, started.stdout)
+        assert "reusing" in again.stderr
+        status = cli(mine, "status")
+        assert (status.returncode, status.stdout) == (0, started.stdout)
+        elsewhere = cli(other, "status")
+        assert (elsewhere.returncode, elsewhere.stdout) == (1, "")
+        assert cli(other, "stop").returncode == 0  # stops nothing of mine
+        assert cli(mine, "status").stdout == started.stdout
+    finally:
+        stopped = cli(mine, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    pids = [pid for key, pid in recorded.items() if key.endswith("pid")]
+    assert pids and not any(group_alive(pid) for pid in pids)
+    assert processes_naming(Path(recorded[backend.folder])) == []
+    assert not folder.exists()
+    assert cli(mine, "status").returncode == 1
