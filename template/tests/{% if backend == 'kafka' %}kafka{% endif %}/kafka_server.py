@@ -39,33 +39,14 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tests.local_servers import (
-    HOST,
-    LOG_TAIL_LINES,
-    DevNode,
-    Guard,
-    HarnessError,
-    ProcessGroup,
-    fetch_jars,
-    free_ports,
-    group_alive,
-    java,
-    jvm_missing_tools,
-    process_has,
-    recv_exact,
-    tail,
-    user_cache,
-    wait_until_ready,
-)
+from tests import local_servers as core
 
 POM = Path(__file__).resolve().parent / "pom.xml"
 BROKER_MAIN = "kafka.Kafka"
@@ -154,7 +135,7 @@ _SASL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _SASL_PASSWORD = re.compile(r'^[^"\\\s;]+$')
 
 
-class KafkaHarnessError(HarnessError):
+class KafkaHarnessError(core.HarnessError):
     """The broker could not be resolved, formatted, started or stopped."""
 
 
@@ -169,7 +150,7 @@ def kafka_version() -> str:
 
 def cache_root() -> Path:
     """Where the jars and dev nodes live; ``KAFKA_HARNESS_CACHE`` overrides it."""
-    return user_cache("KAFKA_HARNESS_CACHE")
+    return core.user_cache("KAFKA_HARNESS_CACHE")
 
 
 def _artifact_dir() -> Path:
@@ -179,12 +160,12 @@ def _artifact_dir() -> Path:
 def missing_tools() -> list[str]:
     """What this machine lacks to start a node: ``java``, and ``mvn`` only while
     the jars are not cached yet. Empty when a node can be started."""
-    return jvm_missing_tools(POM, _artifact_dir())
+    return core.jvm_missing_tools(POM, _artifact_dir())
 
 
 def ensure_artifacts() -> Path:
     """Return the broker's classpath folder, running Maven only on a cold cache."""
-    return fetch_jars(POM, _artifact_dir())
+    return core.fetch_jars(POM, _artifact_dir())
 
 
 def random_cluster_id() -> str:
@@ -209,9 +190,9 @@ def api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             sock.sendall(struct.pack(">i", len(header)) + header)
-            size = struct.unpack(">i", recv_exact(sock, 4))[0]
+            size = struct.unpack(">i", core.recv_exact(sock, 4))[0]
             correlation_id, error_code = struct.unpack(
-                ">ih", recv_exact(sock, size)[:6]
+                ">ih", core.recv_exact(sock, size)[:6]
             )
     except (OSError, struct.error):
         return False
@@ -285,7 +266,7 @@ def wait_for_group_coordinator(
         consumer.close()
 
 
-class KafkaServer:
+class KafkaServer(core.StartsAndCloses):
     """One KRaft node acting as broker and controller, on loopback.
 
     Ports are picked once, so ``stop()`` then ``start()`` brings the same
@@ -316,13 +297,8 @@ class KafkaServer:
         production_defaults: bool = False,
         sasl_users: Mapping[str, str] | None = None,
     ) -> None:
-        self._own_dir = data_dir is None
-        self.data_dir = (
-            Path(tempfile.mkdtemp(prefix="kafka-harness-"))
-            if data_dir is None
-            else Path(data_dir)
-        )
-        picked = iter(free_ports(2))
+        self.data_dir, self._own_dir = core.data_folder(data_dir, "kafka-harness-")
+        picked = iter(core.free_ports(2))
         self.port = port or next(picked)
         self.node_id = node_id
         self.voters = dict(voters or {})
@@ -346,7 +322,7 @@ class KafkaServer:
                 )
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._guard: Guard | None = None
+        self._guard: core.Guard | None = None
         # What the guard deletes if this process dies: temporary folders only,
         # the first with all it holds, the others once empty.
         self.temporary_dirs: list[Path] = [self.data_dir] if self._own_dir else []
@@ -354,7 +330,7 @@ class KafkaServer:
     @property
     def bootstrap_servers(self) -> str:
         """The address clients connect to: ``127.0.0.1:<port>``."""
-        return f"{HOST}:{self.port}"
+        return f"{core.HOST}:{self.port}"
 
     def client_config(self, user: str | None = None) -> dict[str, str]:
         """librdkafka settings that sign ``user`` in (default: the harness's
@@ -377,18 +353,6 @@ class KafkaServer:
     def properties_path(self) -> Path:
         return self.data_dir / "server.properties"
 
-    def __enter__(self) -> KafkaServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def start(self) -> None:
         """Format storage on first use, launch the JVM and wait until it serves."""
         if self.running:
@@ -409,7 +373,7 @@ class KafkaServer:
     def running(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is None
-        return self.pid is not None and group_alive(self.pid)
+        return self.pid is not None and core.group_alive(self.pid)
 
     def stop(self, *, graceful: bool = True) -> None:
         """SIGTERM for a clean shutdown (a restart then recovers nothing), then KILL.
@@ -427,9 +391,7 @@ class KafkaServer:
         atexit.unregister(self.stop)
         if self._guard is not None:
             self._guard.release()
-            self._guard = None
-        self.pid = None
-        self._proc = None
+        self.pid, self._proc, self._guard = None, None, None
 
     def close(self) -> None:
         """Stop, and delete the data folder if this object made it."""
@@ -437,9 +399,9 @@ class KafkaServer:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+    def log_tail(self, lines: int = core.LOG_TAIL_LINES) -> str:
         """The log's last lines, after its path."""
-        return f"--- {self.log_path}\n{tail(self.log_path, lines)}"
+        return f"--- {self.log_path}\n{core.tail(self.log_path, lines)}"
 
     def _launch(self) -> None:
         lib = ensure_artifacts()
@@ -462,8 +424,10 @@ class KafkaServer:
             atexit.register(self.stop)  # stopped as usual on a normal exit,
             # by the guard on SIGKILL, SIGTERM or a crash, which skip atexit
             temporary = self.temporary_dirs
-            self._guard = Guard(
-                ProcessGroup(self.pid), 0 if temporary else self.stop_timeout, temporary
+            self._guard = core.Guard(
+                core.ProcessGroup(self.pid),
+                0 if temporary else self.stop_timeout,
+                temporary,
             )
 
     def _wait_exit(self, timeout: float) -> bool:
@@ -476,7 +440,7 @@ class KafkaServer:
 
     def _serves(self) -> bool:
         """Whether this node answers requests and clients see it in metadata."""
-        if not api_versions_ok(HOST, self.port):
+        if not api_versions_ok(core.HOST, self.port):
             return False
         seen = listed_brokers(self.bootstrap_servers, 2.0, self.client_config())
         return seen is None or self.node_id in seen
@@ -484,7 +448,7 @@ class KafkaServer:
     def _wait_ready(self, deadline: float) -> None:
         """Wait until this node answers and clients see it; stop it on failure."""
         try:
-            wait_until_ready(
+            core.wait_until_ready(
                 f"Kafka node {self.node_id}",
                 self._serves,
                 lambda: not self.running,
@@ -509,7 +473,7 @@ class KafkaServer:
 
     def _java(self, lib: Path, heap: str) -> list[str]:
         logging_config = self.data_dir / "log4j2.properties"
-        return java(lib, heap, f"-Dlog4j2.configurationFile={logging_config}")
+        return core.java(lib, heap, f"-Dlog4j2.configurationFile={logging_config}")
 
     def _format(self, lib: Path) -> None:
         cmd = [
@@ -528,21 +492,20 @@ class KafkaServer:
         if self.voters:
             quorum = {
                 "controller.quorum.voters": ",".join(
-                    f"{node}@{HOST}:{port}" for node, port in self.voters.items()
+                    f"{node}@{core.HOST}:{port}" for node, port in self.voters.items()
                 )
             }
         else:
-            quorum = {
-                "controller.quorum.bootstrap.servers": f"{HOST}:{self.controller_port}"
-            }
+            controller = f"{core.HOST}:{self.controller_port}"
+            quorum = {"controller.quorum.bootstrap.servers": controller}
         # Internal topics default to replication 3; a smaller cluster needs less
         # (the first table at the top of this file).
         replicas = min(3, len(self.voters) or 1)
         min_isr = str(max(1, replicas - 1))
         # The client listener, which brokers also use among themselves.
         clients = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
-        client = f"{clients}://{HOST}:{self.port}"
-        controller = f"CONTROLLER://{HOST}:{self.controller_port}"
+        client = f"{clients}://{core.HOST}:{self.port}"
+        controller = f"CONTROLLER://{core.HOST}:{self.controller_port}"
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
@@ -583,7 +546,7 @@ class KafkaServer:
         }
 
 
-class KafkaCluster:
+class KafkaCluster(core.StartsAndCloses):
     """Several KRaft nodes, each broker and controller, on a static quorum.
 
     For replication and fail-over tests: ``servers[i]`` can be stopped and
@@ -593,13 +556,8 @@ class KafkaCluster:
     def __init__(
         self, size: int = 3, data_dir: Path | str | None = None, *, heap: str = "384m"
     ) -> None:
-        self._own_dir = data_dir is None
-        self.data_dir = (
-            Path(tempfile.mkdtemp(prefix="kafka-cluster-"))
-            if data_dir is None
-            else Path(data_dir)
-        )
-        voters = dict(zip(range(1, size + 1), free_ports(size), strict=True))
+        self.data_dir, self._own_dir = core.data_folder(data_dir, "kafka-cluster-")
+        voters = dict(zip(range(1, size + 1), core.free_ports(size), strict=True))
         cluster_id = random_cluster_id()
         self.servers = [
             KafkaServer(
@@ -619,18 +577,6 @@ class KafkaCluster:
     def bootstrap_servers(self) -> str:
         """Every node's address, comma-separated, as clients expect it."""
         return ",".join(server.bootstrap_servers for server in self.servers)
-
-    def __enter__(self) -> KafkaCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         """Launch every node first: none is ready before a quorum is up."""
@@ -672,16 +618,14 @@ class KafkaCluster:
 # --- CLI: a long-lived broker for development and CI scripts -------------------
 
 
-class KafkaDevNode(DevNode[KafkaServer]):
+class KafkaDevNode(core.DevNode[KafkaServer]):
     """This package's dev broker, and ``fetch`` to resolve the jars alone."""
 
     name = "Kafka"
     variable = "KAFKA_BOOTSTRAP_SERVERS"
 
-    def launch(self, data_dir: Path) -> KafkaServer:
-        server = KafkaServer(data_dir, detach=True)
-        server.start()
-        return server
+    def make(self, data_dir: Path) -> KafkaServer:
+        return KafkaServer(data_dir, detach=True)
 
     def record(self, node: KafkaServer) -> dict[str, Any]:
         return {
@@ -700,18 +644,17 @@ class KafkaDevNode(DevNode[KafkaServer]):
         )
         pid = int(state["pid"])
         # A recycled PID would not be a JVM running these very properties.
-        ours = process_has(pid, "cmdline", BROKER_MAIN, str(server.properties_path))
+        ours = core.process_has(
+            pid, "cmdline", BROKER_MAIN, str(server.properties_path)
+        )
         server.pid = pid if ours else None
         return server
 
-    def serving(self, node: KafkaServer) -> bool:
-        return node.running and api_versions_ok(HOST, node.port)
+    def answers(self, node: KafkaServer) -> bool:
+        return api_versions_ok(core.HOST, node.port)
 
     def address(self, node: KafkaServer) -> str:
         return node.bootstrap_servers
-
-    def describe(self, node: KafkaServer) -> str:
-        return f"Kafka pid {node.pid}"
 
     def commands(self) -> dict[str, Callable[[], int]]:
         return {**super().commands(), "fetch": self.fetch}

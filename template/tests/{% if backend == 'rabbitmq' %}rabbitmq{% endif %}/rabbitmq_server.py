@@ -42,24 +42,10 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from tests.local_servers import (
-    HOST,
-    LOG_TAIL_LINES,
-    DevNode,
-    Guard,
-    HarnessError,
-    ProcessGroup,
-    free_ports,
-    process_has,
-    recv_exact,
-    tail,
-    user_cache,
-    wait_until_ready,
-)
+from tests import local_servers as core
 
 NODE_HOST = "localhost"  # the host part of node names: short names, no DNS
 DEFAULT_SBIN = Path("/usr/lib/rabbitmq/bin")
@@ -101,7 +87,7 @@ log = logging.getLogger(__name__)
 #                                                       new nodes join the first
 
 
-class RabbitMQHarnessError(HarnessError):
+class RabbitMQHarnessError(core.HarnessError):
     """A node could not be started, reached or stopped."""
 
 
@@ -113,7 +99,7 @@ def sbin_dir() -> Path:
 
 def cache_root() -> Path:
     """Where the CLI's dev nodes live; ``RABBITMQ_HARNESS_CACHE`` overrides it."""
-    return user_cache("RABBITMQ_HARNESS_CACHE")
+    return core.user_cache("RABBITMQ_HARNESS_CACHE")
 
 
 def missing_tools() -> list[str]:
@@ -136,8 +122,8 @@ def amqp_ready(host: str, port: int, timeout: float = 2.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             sock.sendall(AMQP_HEADER)
-            frame_type, channel, _size = struct.unpack(">BHI", recv_exact(sock, 7))
-            method = struct.unpack(">HH", recv_exact(sock, 4))
+            frame_type, channel, _size = struct.unpack(">BHI", core.recv_exact(sock, 7))
+            method = struct.unpack(">HH", core.recv_exact(sock, 4))
     except (OSError, struct.error):
         return False
     return (frame_type, channel, method) == (FRAME_METHOD, 0, CONNECTION_START)
@@ -164,11 +150,11 @@ class Epmd:
     def __init__(
         self, port: int | None = None, *, pid: int | None = None, detach: bool = False
     ) -> None:
-        self.port = port or free_ports(1)[0]
+        self.port = port or core.free_ports(1)[0]
         self.detach = detach
-        self._group = None if pid is None else ProcessGroup(pid)
+        self._group = None if pid is None else core.ProcessGroup(pid)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._guard: Guard | None = None
+        self._guard: core.Guard | None = None
 
     @property
     def pid(self) -> int | None:
@@ -189,15 +175,15 @@ class Epmd:
         # Its errors go to a file: a pipe nobody reads while it runs could fill.
         with tempfile.TemporaryFile() as errors:
             self._proc = subprocess.Popen(
-                [epmd, "-port", str(self.port), "-address", HOST],
+                [epmd, "-port", str(self.port), "-address", core.HOST],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
                 start_new_session=True,
             )
-            self._group = ProcessGroup(self._proc.pid)
+            self._group = core.ProcessGroup(self._proc.pid)
             if not self.detach:
-                self._guard = Guard(self._group, grace=0)
+                self._guard = core.Guard(self._group, grace=0)
                 atexit.register(self.stop)
             deadline = time.monotonic() + timeout
             while self._proc.poll() is None and time.monotonic() < deadline:
@@ -228,16 +214,16 @@ class Epmd:
         """Whether epmd itself (not whatever else took the port) answers a
         NAMES request, whose reply starts with the port it listens on."""
         try:
-            with socket.create_connection((HOST, self.port), timeout=1) as sock:
+            with socket.create_connection((core.HOST, self.port), timeout=1) as sock:
                 sock.settimeout(1)
                 sock.sendall(EPMD_NAMES_REQUEST)
-                (port,) = struct.unpack(">I", recv_exact(sock, 4))
+                (port,) = struct.unpack(">I", core.recv_exact(sock, 4))
         except (OSError, struct.error):
             return False
         return bool(port == self.port)
 
 
-class RabbitMQNode:
+class RabbitMQNode(core.StartsAndCloses):
     """One RabbitMQ node on loopback, its data in ``base_dir``.
 
     Ports are picked once, so ``restart()`` (after ``stop()`` or ``kill()``)
@@ -264,14 +250,9 @@ class RabbitMQNode:
         stop_timeout: float = 30.0,
         detach: bool = False,
     ) -> None:
-        self._own_dir = base_dir is None
-        self.base_dir = (
-            Path(tempfile.mkdtemp(prefix="rabbitmq-harness-"))
-            if base_dir is None
-            else Path(base_dir)
-        )
+        self.base_dir, self._own_dir = core.data_folder(base_dir, "rabbitmq-harness-")
         self.name = name or f"rmq-{secrets.token_hex(4)}"
-        picked = iter(free_ports(4))
+        picked = iter(core.free_ports(4))
         self.amqp_port = amqp_port or next(picked)
         self.dist_port = dist_port or next(picked)
         self.plugins = tuple(plugins)
@@ -284,9 +265,9 @@ class RabbitMQNode:
         self.cluster_with = tuple(cluster_with)
         self.stop_timeout = stop_timeout
         self.detach = detach
-        self._group: ProcessGroup | None = None
+        self._group: core.ProcessGroup | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._guard: Guard | None = None
+        self._guard: core.Guard | None = None
         # Deleted by the guard if this process dies: temporary folders only.
         self._temporary: list[Path] = [self.base_dir] if self._own_dir else []
         if not detach:
@@ -308,7 +289,7 @@ class RabbitMQNode:
         """The AMQP URI that signs ``user`` in to ``vhost`` on this node."""
         return (
             f"amqp://{quote(user, safe='')}:{quote(password, safe='')}"
-            f"@{HOST}:{self.amqp_port}/{quote(vhost, safe='')}"
+            f"@{core.HOST}:{self.amqp_port}/{quote(vhost, safe='')}"
         )
 
     @property
@@ -316,7 +297,7 @@ class RabbitMQNode:
         """The management plugin's HTTP API, for nodes started with it."""
         if self.management_port is None:
             raise RabbitMQHarnessError(f"{self.nodename} runs without {MANAGEMENT}")
-        return f"http://{HOST}:{self.management_port}/api"
+        return f"http://{core.HOST}:{self.management_port}/api"
 
     @property
     def log_path(self) -> Path:
@@ -348,18 +329,6 @@ class RabbitMQNode:
         return self._cookie
 
     # --- life cycle -------------------------------------------------------
-
-    def __enter__(self) -> RabbitMQNode:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def pid(self) -> int | None:
@@ -453,7 +422,7 @@ class RabbitMQNode:
         self.ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
         return self.uri_for(user, password, vhost)
 
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+    def log_tail(self, lines: int = core.LOG_TAIL_LINES) -> str:
         """Why the last start failed, as far as the node said: the start
         script's ``ERROR:`` lines first, then its output and log tails."""
         output = self._last_output().splitlines()
@@ -464,7 +433,7 @@ class RabbitMQNode:
                 f"--- {self.output_path} (this start)",
                 *(output[-lines:] or ["(empty)"]),
                 f"--- {self.log_path}",
-                tail(self.log_path, lines),
+                core.tail(self.log_path, lines),
             ]
         )
 
@@ -492,9 +461,9 @@ class RabbitMQNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own group: one signal reaches the whole tree
             )
-        self._group = ProcessGroup(self._proc.pid)
+        self._group = core.ProcessGroup(self._proc.pid)
         if not self.detach:
-            self._guard = Guard(self._group, self.stop_timeout, self._temporary)
+            self._guard = core.Guard(self._group, self.stop_timeout, self._temporary)
 
     def _last_output(self) -> str:
         """What the start script printed since the last start began."""
@@ -507,9 +476,9 @@ class RabbitMQNode:
     def _wait_ready(self, deadline: float, timeout: float) -> None:
         """Wait until AMQP answers; kill the node on failure or interruption."""
         try:
-            wait_until_ready(
+            core.wait_until_ready(
                 f"RabbitMQ node {self.nodename}",
-                lambda: amqp_ready(HOST, self.amqp_port),
+                lambda: amqp_ready(core.HOST, self.amqp_port),
                 self._script_exited,
                 self.log_tail,
                 deadline=deadline,
@@ -541,9 +510,9 @@ class RabbitMQNode:
 
     def _config(self) -> dict[str, str]:
         """rabbitmq.conf: addresses, and peers to join (the table above)."""
-        config = {"listeners.tcp.1": f"{HOST}:{self.amqp_port}"}
+        config = {"listeners.tcp.1": f"{core.HOST}:{self.amqp_port}"}
         if self.management_port is not None:
-            config["management.tcp.ip"] = HOST
+            config["management.tcp.ip"] = core.HOST
             config["management.tcp.port"] = str(self.management_port)
         if self.cluster_with:
             config["cluster_formation.peer_discovery_backend"] = "classic_config"
@@ -558,7 +527,7 @@ class RabbitMQNode:
             "HOME": str(self.home),
             "LC_ALL": "C.UTF-8",  # the CLI tools warn on other encodings
             "ERL_EPMD_PORT": str(self.epmd.port),
-            "ERL_EPMD_ADDRESS": HOST,
+            "ERL_EPMD_ADDRESS": core.HOST,
             "ERL_CRASH_DUMP": str(self.base_dir / "erl_crash.dump"),
             "RABBITMQ_CONF_ENV_FILE": os.devnull,
             "RABBITMQ_NODENAME": self.nodename,
@@ -615,14 +584,12 @@ class RabbitMQNode:
 
     def _adopt(self, pid: int) -> None:
         """Take over a node another process started (the CLI's dev node)."""
-        self._group = ProcessGroup(pid)
+        self._group = core.ProcessGroup(pid)
 
     def _forget_process(self) -> None:
         if self._guard is not None:
             self._guard.release()
-        self._group = None
-        self._proc = None
-        self._guard = None
+        self._group, self._proc, self._guard = None, None, None
 
     def _clean_up_at_exit(self) -> None:
         if self._own_dir:
@@ -631,7 +598,7 @@ class RabbitMQNode:
             self.stop()
 
 
-class RabbitMQCluster:
+class RabbitMQCluster(core.StartsAndCloses):
     """Nodes clustered from their first boot, sharing one epmd and cookie.
 
     Quorum queues declared on it get a member on every node (the server's
@@ -648,12 +615,7 @@ class RabbitMQCluster:
     ) -> None:
         if size < 1:
             raise RabbitMQHarnessError(f"a cluster needs a node, not {size}")
-        self._own_dir = base_dir is None
-        self.base_dir = (
-            Path(tempfile.mkdtemp(prefix="rabbitmq-cluster-"))
-            if base_dir is None
-            else Path(base_dir)
-        )
+        self.base_dir, self._own_dir = core.data_folder(base_dir, "rabbitmq-cluster-")
         self.epmd = Epmd()
         tag = secrets.token_hex(3)
         names = [f"rmq-{tag}-{index}" for index in range(1, size + 1)]
@@ -682,18 +644,6 @@ class RabbitMQCluster:
     def uris(self) -> list[str]:
         """Every node's AMQP URI, in node order."""
         return [node.uri for node in self.nodes]
-
-    def __enter__(self) -> RabbitMQCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self, timeout: float = 180.0) -> None:
         """Boot a new cluster's first node, then the others together: each
@@ -776,16 +726,14 @@ class RabbitMQCluster:
 # --- CLI: a long-lived node for development and CI scripts --------------------
 
 
-class RabbitMQDevNode(DevNode[RabbitMQNode]):
+class RabbitMQDevNode(core.DevNode[RabbitMQNode]):
     """This package's dev node, with its own epmd."""
 
     name = "RabbitMQ"
     variable = "RABBITMQ_URI"
 
-    def launch(self, data_dir: Path) -> RabbitMQNode:
-        node = RabbitMQNode(data_dir, "rmq-dev", detach=True)
-        node.start()
-        return node
+    def make(self, data_dir: Path) -> RabbitMQNode:
+        return RabbitMQNode(data_dir, "rmq-dev", detach=True)
 
     def record(self, node: RabbitMQNode) -> dict[str, Any]:
         return {
@@ -813,21 +761,18 @@ class RabbitMQDevNode(DevNode[RabbitMQNode]):
         # Recycled PIDs: the start script's environment names the node's
         # folder (its command line is only the script's path); epmd's command
         # line names its port.
-        epmd_ours = process_has(epmd_pid, "cmdline", "-port", str(epmd_port))
+        epmd_ours = core.process_has(epmd_pid, "cmdline", "-port", str(epmd_port))
         node.epmd = Epmd(epmd_port, pid=epmd_pid if epmd_ours else None, detach=True)
         mnesia = f"RABBITMQ_MNESIA_BASE={base_dir / 'mnesia'}"
-        if process_has(pid, "environ", mnesia):
+        if core.process_has(pid, "environ", mnesia):
             node._adopt(pid)
         return node
 
-    def serving(self, node: RabbitMQNode) -> bool:
-        return node.running and amqp_ready(HOST, node.amqp_port)
+    def answers(self, node: RabbitMQNode) -> bool:
+        return amqp_ready(core.HOST, node.amqp_port)
 
     def address(self, node: RabbitMQNode) -> str:
         return node.uri
-
-    def describe(self, node: RabbitMQNode) -> str:
-        return f"RabbitMQ node {node.nodename}"
 
 
 def main(argv: list[str] | None = None) -> int:
