@@ -15,13 +15,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.conftest import REPO_ROOT
 from tests.kafka_server import (
-    HOST,
     TEST_OVERRIDES,
     KafkaCluster,
     KafkaServer,
     api_versions_ok,
     kafka_version,
 )
+from tests.local_servers import HOST
 from tests.runners import runner_path
 
 # Every file that names the Kafka version generated packages run.

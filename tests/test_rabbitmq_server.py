@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.local_servers import group_alive
+from tests.local_servers import HOST, group_alive
 from tests.rabbitmq_server import (
-    HOST,
     Epmd,
     RabbitMQCluster,
     RabbitMQHarnessError,
