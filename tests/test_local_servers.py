@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.local_servers import (
     HOST,
+    DevNode,
     Guard,
     ProcessGroup,
     ephemeral_ports,
@@ -60,3 +66,61 @@ def test_an_abandoned_guard_ends_its_group_and_deletes_its_folders(
     assert tmp_path.is_dir()  # not empty: only deleted once it is
     kept.kill()
     kept.wait()
+
+
+class Recorded:
+    """A stand-in server for the dev-node CLI: running while it has a pid."""
+
+    def __init__(self, folder: Path, pid: int | None = None) -> None:
+        self.folder, self.pid = folder, pid
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "log"
+
+    def start(self) -> None:
+        self.pid = os.getpid()
+
+    def stop(self) -> None:
+        self.pid = None
+
+
+class RecordedDevNode(DevNode[Recorded]):
+    name = "Recorded"
+    variable = "RECORDED"
+
+    def make(self, data_dir: Path) -> Recorded:
+        return Recorded(data_dir)
+
+    def record(self, node: Recorded) -> dict[str, Any]:
+        return {"pid": node.pid, "folder": str(node.folder)}
+
+    def adopt(self, state: Mapping[str, Any]) -> Recorded:
+        return Recorded(Path(state["folder"]), state["pid"])
+
+    def answers(self, node: Recorded) -> bool:
+        return True
+
+    def address(self, node: Recorded) -> str:
+        return str(node.folder)
+
+
+def test_each_package_root_keeps_a_dev_node_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    mine, other = (
+        RecordedDevNode("recorded", cache, tmp_path / root) for root in ("a", "b")
+    )
+    assert mine.start() == 0
+    assert capsys.readouterr().out == f"RECORDED={mine.data_dir}\n"
+    assert other.status() == 1  # another package sees no node
+    assert other.stop() == 0 and mine.status() == 0  # nor stops this one
+    assert "no Recorded node recorded" in capsys.readouterr().err
+    assert mine.stop() == 0 and mine.status() == 1
+    assert not mine.folder.exists()
+    assert mine.folder.parent == other.folder.parent == cache / "dev-nodes"
