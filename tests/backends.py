@@ -8,10 +8,31 @@ server), never a copied test module. See "Adding a backend" in the README.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What the checks every node runner passes need to know of one."""
+
+    server: str
+    """The runner's class of one node."""
+    folder: str
+    """The node's attribute holding its data folder."""
+    taken_port: str
+    """A port option the node binds while it starts."""
+    start_failure: str
+    """What a start on a taken port says (a regex)."""
+    sigterm_logged: str
+    """What the node logs when a SIGTERM stops it."""
+    epmd: bool = False
+    """Whether a node runs an epmd of its own beside it."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,8 @@ class Backend:
     """Tests run where no server can start: they skip outside CI."""
     no_server_hints: tuple[str, ...]
     """What those skips must tell the user."""
+    runner: Runner
+    """Its node runner: tests/<name>/<name>_server.py in a package."""
     lowest_tier_requirements: tuple[str, ...] = ()
     """Pins for the lower-tier check (one backend runs it on the oldest Protean)."""
     modules_that_must_run: tuple[str, ...] = field(default=())
@@ -43,6 +66,20 @@ class Backend:
     def server(self, request: pytest.FixtureRequest) -> dict[str, str]:
         """The environment that points a generated suite at the warm server."""
         return {self.server_env: request.getfixturevalue(self.server_fixture)}
+
+    @property
+    def runner_module(self) -> ModuleType:
+        """The template's runner, loaded through its shim."""
+        return importlib.import_module(f"tests.{self.name}_server")
+
+    def node(self, folder: Path | None = None, **options: Any) -> Any:
+        return getattr(self.runner_module, self.runner.server)(folder, **options)
+
+    def facts(self, node: Any) -> dict[str, Any]:
+        """A started node's process groups (its own first), data folder and log."""
+        pids = [node.pid, *([node.epmd.pid] if self.runner.epmd else [])]
+        folder = getattr(node, self.runner.folder)
+        return {"pids": pids, "folder": str(folder), "log": str(node.log_path)}
 
 
 KAFKA = Backend(
@@ -57,6 +94,13 @@ KAFKA = Backend(
         "docker compose up -d",
         "KAFKA_BOOTSTRAP_SERVERS=localhost:9092",
         "the restart test starts a Kafka node of its own",
+    ),
+    runner=Runner(
+        server="KafkaServer",
+        folder="data_dir",
+        taken_port="port",
+        start_failure=r"^Kafka node 1 exited during start-up:\n--- ",
+        sigterm_logged="Terminating process due to signal SIGTERM",
     ),
     modules_that_must_run=("test_restart.py",),
 )
@@ -78,9 +122,21 @@ RABBITMQ = Backend(
         "RABBITMQ_URI=amqp://guest:guest@localhost:5672/%2F",
     ),
     lowest_tier_requirements=("protean==0.15.0",),
+    runner=Runner(
+        server="RabbitMQNode",
+        folder="base_dir",
+        taken_port="dist_port",
+        start_failure=(
+            r"^RabbitMQ node \S+ exited during start-up:\n"
+            r"ERROR: could not bind to distribution port"
+        ),
+        sigterm_logged="SIGTERM received - shutting down",
+        epmd=True,
+    ),
 )
 
 SERVERS = (KAFKA, RABBITMQ)
+BY_NAME = {backend.name: backend for backend in SERVERS}
 
 SERVER_BACKENDS = [
     pytest.param(backend, marks=backend.marker, id=backend.name) for backend in SERVERS

@@ -7,7 +7,6 @@ What a runner's server does for clients is checked in the backend's own module
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
@@ -15,67 +14,15 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.backends import BY_NAME, SERVER_BACKENDS, SERVERS, Backend
 from tests.conftest import REPO_ROOT
 from tests.local_servers import HOST, HarnessError, group_alive, package_key
 from tests.runners import SHARED, runner_path
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str  # its folder and runner module: tests/<name>/<name>_server.py
-    server: str  # the runner's class of one node
-    folder: str  # the attribute holding a node's data folder
-    taken_port: str  # a port option the node binds while it starts
-    start_failure: str  # what a start on a taken port says (a regex)
-    sigterm_logged: str  # what the node logs when a SIGTERM stops it
-    epmd: bool = False  # whether a node runs an epmd of its own beside it
-
-    @property
-    def runner(self) -> ModuleType:
-        return importlib.import_module(f"tests.{self.name}_server")
-
-    def node(self, folder: Path | None = None, **options: Any) -> Any:
-        return getattr(self.runner, self.server)(folder, **options)
-
-    def facts(self, node: Any) -> dict[str, Any]:
-        """A started node's process groups (its own first), data folder and log."""
-        pids = [node.pid, *([node.epmd.pid] if self.epmd else [])]
-        folder = getattr(node, self.folder)
-        return {"pids": pids, "folder": str(folder), "log": str(node.log_path)}
-
-
-KAFKA = Backend(
-    name="kafka",
-    server="KafkaServer",
-    folder="data_dir",
-    taken_port="port",
-    start_failure=r"^Kafka node 1 exited during start-up:\n--- ",
-    sigterm_logged="Terminating process due to signal SIGTERM",
-)
-RABBITMQ = Backend(
-    name="rabbitmq",
-    server="RabbitMQNode",
-    folder="base_dir",
-    taken_port="dist_port",
-    start_failure=(
-        r"^RabbitMQ node \S+ exited during start-up:\n"
-        r"ERROR: could not bind to distribution port"
-    ),
-    sigterm_logged="SIGTERM received - shutting down",
-    epmd=True,
-)
-BACKENDS = {backend.name: backend for backend in (KAFKA, RABBITMQ)}
-RUNNING = [
-    pytest.param(backend, marks=getattr(pytest.mark, name), id=name)
-    for name, backend in BACKENDS.items()
-]
 
 
 def processes_naming(folder: Path) -> list[str]:
@@ -105,15 +52,15 @@ def gone(facts: dict[str, Any], timeout: float = 60.0) -> bool:
     return True
 
 
-@pytest.mark.parametrize("backend", BACKENDS.values(), ids=BACKENDS)
+@pytest.mark.parametrize("backend", SERVERS, ids=BY_NAME)
 def test_the_shim_runs_the_runner_packages_get(backend: Backend) -> None:
     path = runner_path(backend.name)
     assert path.parent.parent == REPO_ROOT / "template" / "tests"
-    assert backend.runner.__file__ == str(path)
+    assert backend.runner_module.__file__ == str(path)
     assert sys.modules["tests.local_servers"].__file__ == str(SHARED)
 
 
-@pytest.mark.parametrize("backend", RUNNING)
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_a_failed_start_says_why_and_leaves_no_process(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -121,13 +68,13 @@ def test_a_failed_start_says_why_and_leaves_no_process(
         taken.bind((HOST, 0))
         taken.listen()
         node = backend.node(
-            tmp_path / "node", **{backend.taken_port: taken.getsockname()[1]}
+            tmp_path / "node", **{backend.runner.taken_port: taken.getsockname()[1]}
         )
-        with pytest.raises(HarnessError, match=backend.start_failure) as err:
+        with pytest.raises(HarnessError, match=backend.runner.start_failure) as err:
             node.start()
     assert str(node.log_path) in str(err.value)
     assert not node.running
-    assert not backend.epmd or not node.epmd.running
+    assert not backend.runner.epmd or not node.epmd.running
     assert processes_naming(tmp_path / "node") == []
 
 
@@ -136,8 +83,8 @@ ABANDONING = """
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from tests.test_server_runners import BACKENDS
-backend = BACKENDS[sys.argv[2]]
+from tests.backends import BY_NAME
+backend = BY_NAME[sys.argv[2]]
 node = backend.node(Path(sys.argv[3]))
 node.start()
 print(json.dumps(backend.facts(node)), flush=True)
@@ -145,7 +92,7 @@ time.sleep(600)
 """
 
 
-@pytest.mark.parametrize("backend", RUNNING)
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_a_killed_test_process_leaves_no_node_behind(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -165,7 +112,7 @@ def test_a_killed_test_process_leaves_no_node_behind(
         child.wait(timeout=30)
     assert gone(facts)
     assert processes_naming(folder) == []
-    assert backend.sigterm_logged in Path(facts["log"]).read_text()
+    assert backend.runner.sigterm_logged in Path(facts["log"]).read_text()
 
 
 def package(root: Path, backend: Backend) -> Path:
@@ -181,7 +128,7 @@ def package(root: Path, backend: Backend) -> Path:
     return root
 
 
-@pytest.mark.parametrize("backend", RUNNING)
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_each_package_keeps_a_dev_node_of_its_own_until_stopped(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -202,7 +149,7 @@ def test_each_package_keeps_a_dev_node_of_its_own_until_stopped(
     assert started.returncode == 0, started.stderr
     assert re.fullmatch(r"[A-Z_]+=\S+\n", started.stdout)  # VARIABLE=<address>
     assert f"/dev-nodes/{package_key(mine)}/{backend.name}/" in started.stderr
-    folder = backend.runner.cache_root() / "dev-nodes" / package_key(mine)
+    folder = backend.runner_module.cache_root() / "dev-nodes" / package_key(mine)
     recorded = json.loads((folder / f"{backend.name}.json").read_text())
     try:
         again = cli(mine, "start")
@@ -219,6 +166,6 @@ def test_each_package_keeps_a_dev_node_of_its_own_until_stopped(
     assert stopped.returncode == 0, stopped.stderr
     pids = [pid for key, pid in recorded.items() if key.endswith("pid")]
     assert pids and not any(group_alive(pid) for pid in pids)
-    assert processes_naming(Path(recorded[backend.folder])) == []
+    assert processes_naming(Path(recorded[backend.runner.folder])) == []
     assert not folder.exists()
     assert cli(mine, "status").returncode == 1
