@@ -47,18 +47,17 @@ point and a round trip are what an install can break; the whole suite runs in
 tests/test_server_packages.py."""
 
 
-def package_for(
-    backend: Backend | None,
-    template_src: Path,
-    destination: Path,
-    request: pytest.FixtureRequest,
+@pytest.fixture(params=ALL_BACKENDS)
+def made(
+    request: pytest.FixtureRequest, template_src: Path, tmp_path: Path
 ) -> tuple[Path, dict[str, str]]:
-    """The backend's package, and the environment its README commands run in."""
+    """A backend's package, and the environment its README commands run in."""
+    backend: Backend | None = request.param
     if backend is None:
-        return render(template_src, destination / "protean-acme-broker"), {}
+        return render(template_src, tmp_path / "protean-acme-broker"), {}
     package = render(
         template_src,
-        destination / f"protean-{backend.name}-broker",
+        tmp_path / f"protean-{backend.name}-broker",
         broker_name=backend.name,
         backend=backend.name,
     )
@@ -84,42 +83,26 @@ def test_the_readme_offers_uv_poetry_and_pip(skeleton: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_uv_sync_then_uv_run_pytest(
-    backend: Backend | None,
-    template_src: Path,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    package, env = package_for(backend, template_src, tmp_path, request)
+def test_uv_sync_then_uv_run_pytest(made: tuple[Path, dict[str, str]]) -> None:
+    package, env = made
     uv_block, _, _, checks = readme_blocks(package, "Develop and test")
     output = run_block(uv_block, package, env)
     assert re.search(r"\d+ passed", output), output[-2000:]
     run_block("\n".join(f"uv run {line}" for line in checks.splitlines()), package)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_the_pip_commands_then_pytest(
-    backend: Backend | None,
-    template_src: Path,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    package, env = package_for(backend, template_src, tmp_path, request)
+def test_the_pip_commands_then_pytest(made: tuple[Path, dict[str, str]]) -> None:
+    package, env = made
     pip_block = readme_blocks(package, "Develop and test")[2]
     output = run_block(pip_block, package, env)
     assert re.search(r"\d+ passed", output), output[-2000:]
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_poetry_checks_builds_installs_the_dev_group_and_tests(
-    backend: Backend | None,
-    template_src: Path,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    made: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     poetry = make_venv(tmp_path / "poetry-venv", "poetry>=2.2") / "poetry"
-    package, env = package_for(backend, template_src, tmp_path, request)
+    package, env = made
     run(poetry, "check", "--strict", cwd=package)
     run(poetry, "build", cwd=package)
     assert sorted(p.suffix for p in (package / "dist").iterdir()) == [".gz", ".whl"]
