@@ -2,8 +2,8 @@
 
 Every value is validated here, once, so the rest of the adapter can trust it and
 a mistake in ``domain.toml`` fails at start-up with the offending key named. The
-retry keys and the rules for numbers, flags and unknown keys come from
-`settings`, shared with every backend of this template.
+retry keys, the timeouts and the rules for numbers, flags, client tables and
+unknown keys come from `settings`, shared with every backend of this template.
 """
 
 import logging
@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from protean.exceptions import ConfigurationError
 
-from .settings import Reader, RetrySettings
+from .settings import ClientOption, ServerReader, ServerSettings
 
 # librdkafka settings the adapter owns: overriding them would void its delivery
 # guarantees (auto-commit, offset store, idempotence, acks, the commit and error
@@ -112,31 +112,20 @@ logger = logging.getLogger(__name__)
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9._:-]+\]?:[0-9]{1,5}$")
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9.-]*$")
 
-ClientValue = str | int | float | bool
 
-
-@dataclass(frozen=True)
-class KafkaSettings:
+@dataclass(frozen=True, kw_only=True)
+class KafkaSettings(ServerSettings):
     """Validated adapter settings; durations are in seconds."""
 
     bootstrap_servers: str
-    client_config: dict[str, ClientValue]
-    producer_config: dict[str, ClientValue]
-    consumer_config: dict[str, ClientValue]
+    client_config: dict[str, ClientOption]
+    producer_config: dict[str, ClientOption]
+    consumer_config: dict[str, ClientOption]
     topic_prefix: str
     create_topics: bool
     topic_partitions: int
     topic_replication_factor: int
     topic_config: dict[str, str]
-    max_retries: int
-    retry_delay: float
-    backoff_multiplier: float
-    message_timeout: float
-    enable_dlq: bool
-    ping_timeout: float
-    publish_timeout: float
-    operation_timeout: float
-    read_timeout: float
     commit_every: int
     commit_interval: float
     consumer_idle: float
@@ -145,16 +134,19 @@ class KafkaSettings:
 def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
     """Build `KafkaSettings` from ``conn_info``; raise ``ConfigurationError``."""
     reader = _Reader(conn_info)
-    retry = RetrySettings.read(reader)
+    shared = reader.server_settings(
+        publish_ms=30_000, operation_ms=15_000, read_ms=2_000
+    )
     client_config = reader.client_table("CLIENT_CONFIG")
     producer_config = reader.client_table("PRODUCER_CONFIG")
     consumer_config = reader.client_table("CONSUMER_CONFIG")
-    publish_timeout = reader.millis("PUBLISH_TIMEOUT_MS", 30_000)
+    publish_timeout = shared.publish_timeout
     _check_guarantees(client_config, producer_config, consumer_config, publish_timeout)
     _check_with_librdkafka(
         client_config, producer_config, consumer_config, publish_timeout
     )
     settings = KafkaSettings(
+        **vars(shared),
         bootstrap_servers=_bootstrap_servers(reader),
         client_config=client_config,
         producer_config=producer_config,
@@ -167,15 +159,6 @@ def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
             "TOPIC_REPLICATION_FACTOR", -1, minimum=-1
         ),
         topic_config=_topic_config(reader.string_table("TOPIC_CONFIG")),
-        max_retries=retry.max_retries,
-        retry_delay=retry.retry_delay,
-        backoff_multiplier=retry.backoff_multiplier,
-        message_timeout=retry.message_timeout,
-        enable_dlq=retry.enable_dlq,
-        ping_timeout=reader.millis("PING_TIMEOUT_MS", 2_000),
-        publish_timeout=publish_timeout,
-        operation_timeout=reader.millis("OPERATION_TIMEOUT_MS", 15_000),
-        read_timeout=reader.millis("READ_TIMEOUT_MS", 2_000),
         commit_every=reader.integer("COMMIT_EVERY", 100, minimum=1),
         commit_interval=reader.millis("COMMIT_INTERVAL_MS", 1_000, minimum=0),
         consumer_idle=reader.millis("CONSUMER_IDLE_MS", 300_000, minimum=1_000),
@@ -196,9 +179,9 @@ _SILENT.disabled = True  # librdkafka's warnings may quote values, secrets too
 
 
 def _check_guarantees(
-    client: dict[str, ClientValue],
-    producer: dict[str, ClientValue],
-    consumer: dict[str, ClientValue],
+    client: dict[str, ClientOption],
+    producer: dict[str, ClientOption],
+    consumer: dict[str, ClientOption],
     publish_timeout: float,
 ) -> None:
     """Refuse settings that librdkafka would reject with the adapter's own
@@ -237,11 +220,11 @@ def _check_guarantees(
 
 
 def _raw_setting(
-    client: dict[str, ClientValue],
-    own: dict[str, ClientValue],
+    client: dict[str, ClientOption],
+    own: dict[str, ClientOption],
     own_key: str,
     name: str,
-) -> tuple[str, ClientValue | None]:
+) -> tuple[str, ClientOption | None]:
     """Where a client setting comes from (its own table wins) and its value."""
     if name in own:
         return own_key, own[name]
@@ -249,8 +232,8 @@ def _raw_setting(
 
 
 def _setting(
-    client: dict[str, ClientValue],
-    own: dict[str, ClientValue],
+    client: dict[str, ClientOption],
+    own: dict[str, ClientOption],
     own_key: str,
     name: str,
 ) -> tuple[str, float | None]:
@@ -305,9 +288,9 @@ def _topic_config(config: dict[str, str]) -> dict[str, str]:
 
 
 def _check_with_librdkafka(
-    client: dict[str, ClientValue],
-    producer: dict[str, ClientValue],
-    consumer: dict[str, ClientValue],
+    client: dict[str, ClientOption],
+    producer: dict[str, ClientOption],
+    consumer: dict[str, ClientOption],
     publish_timeout: float,
 ) -> None:
     """Let librdkafka judge names and values now, not on first use, together
@@ -315,7 +298,7 @@ def _check_with_librdkafka(
 
     The throw-away clients have no bootstrap servers, so they never connect.
     """
-    adapter_producer: dict[str, ClientValue] = {
+    adapter_producer: dict[str, ClientOption] = {
         "enable.idempotence": True,
         "acks": "all",
         "message.timeout.ms": int(publish_timeout * 1000),
@@ -338,14 +321,9 @@ def _check_with_librdkafka(
             raise ConfigurationError(message) from None
 
 
-def _bootstrap_servers(reader: Reader) -> str:
+def _bootstrap_servers(reader: ServerReader) -> str:
     """Accept ``"h1:9092,h2:9092"`` or a list of ``host:port`` strings."""
-    value = reader.raw("BOOTSTRAP_SERVERS", None)
-    if value is None:
-        raise ConfigurationError(
-            "BOOTSTRAP_SERVERS is required for the Kafka broker "
-            '(e.g. BOOTSTRAP_SERVERS = "localhost:9092")'
-        )
+    value = reader.required("BOOTSTRAP_SERVERS", "localhost:9092")
     if isinstance(value, str):
         servers = [part.strip() for part in value.split(",")]
     elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
@@ -367,8 +345,10 @@ def _port_ok(server: str) -> bool:
     return 0 < int(server.rsplit(":", 1)[1]) < 65536
 
 
-class _Reader(Reader):
+class _Reader(ServerReader):
     """The shared reader, plus the shapes only Kafka settings take."""
+
+    adapter = "Kafka"
 
     def topic_prefix(self, key: str) -> str:
         value = self.raw(key, "")
@@ -380,23 +360,11 @@ class _Reader(Reader):
             raise ConfigurationError(f"{key} must be at most 40 characters")
         return value
 
-    def client_table(self, key: str) -> dict[str, ClientValue]:
-        table = self._table(key)
-        for name, value in table.items():
-            if name in RESERVED_CLIENT_KEYS:
-                raise ConfigurationError(
-                    f"{key}.{name} is set by the Kafka broker adapter and "
-                    f"cannot be overridden"
-                )
-            if not isinstance(value, str | int | float | bool):
-                raise ConfigurationError(
-                    f"{key}.{name} must be a string, number or boolean, "
-                    f"got {type(value).__name__}"
-                )
-        return dict(table)
+    def client_table(self, key: str) -> dict[str, ClientOption]:
+        return self.options(key, "settings", RESERVED_CLIENT_KEYS)
 
     def string_table(self, key: str) -> dict[str, str]:
-        table = self._table(key)
+        table = self.table(key, "settings")
         for name, value in table.items():
             if not isinstance(value, str | int | float | bool):
                 raise ConfigurationError(
@@ -407,13 +375,3 @@ class _Reader(Reader):
             name: str(value).lower() if isinstance(value, bool) else str(value)
             for name, value in table.items()
         }
-
-    def _table(self, key: str) -> Mapping[str, Any]:
-        value = self.raw(key, {})
-        if not isinstance(value, Mapping) or not all(
-            isinstance(name, str) for name in value
-        ):
-            raise ConfigurationError(
-                f"{key} must be a table of settings, got {type(value).__name__}"
-            )
-        return value

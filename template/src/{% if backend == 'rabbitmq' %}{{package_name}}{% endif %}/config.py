@@ -2,8 +2,8 @@
 
 Every value is validated here, once, so the rest of the adapter can trust it and
 a mistake in ``domain.toml`` fails at start-up with the offending key named. The
-retry keys and the rules for numbers, flags and unknown keys come from
-`settings`, shared with every backend of this template.
+retry keys, the timeouts and the rules for numbers, flags, client tables and
+unknown keys come from `settings`, shared with every backend of this template.
 """
 
 import re
@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from protean.exceptions import ConfigurationError
 
-from .settings import Reader, RetrySettings
+from .settings import ClientOption, ServerReader, ServerSettings
 
 QUEUE_TYPES = ("quorum", "classic")
 
@@ -80,8 +80,8 @@ class Address:
         return f"{self.scheme}://{self.user}@{self.host}:{self.port}/{self.vhost}"
 
 
-@dataclass(frozen=True)
-class RabbitMQSettings:
+@dataclass(frozen=True, kw_only=True)
+class RabbitMQSettings(ServerSettings):
     """Validated adapter settings; durations are in seconds."""
 
     addresses: tuple[Address, ...]
@@ -89,21 +89,12 @@ class RabbitMQSettings:
     tls_cert_file: str
     tls_key_file: str
     tls_verify: bool
-    max_retries: int
-    retry_delay: float
-    backoff_multiplier: float
-    message_timeout: float
-    enable_dlq: bool
-    ping_timeout: float
-    publish_timeout: float
-    operation_timeout: float
-    read_timeout: float
     heartbeat: int
     prefetch: int
     queue_type: str
     single_active_consumer: bool
     name_prefix: str
-    queue_arguments: dict[str, str | int | float | bool]
+    queue_arguments: dict[str, ClientOption]
     unclaimed_retention: float
     max_message_bytes: int
 
@@ -128,23 +119,17 @@ class RabbitMQSettings:
 def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
     """Build `RabbitMQSettings` from ``conn_info``; raise ``ConfigurationError``."""
     reader = _Reader(conn_info)
-    retry = RetrySettings.read(reader)
+    shared = reader.server_settings(
+        publish_ms=10_000, operation_ms=10_000, read_ms=1_000
+    )
     addresses = _addresses(reader)
     settings = RabbitMQSettings(
+        **vars(shared),
         addresses=addresses,
         tls_ca_file=reader.file("TLS_CA_FILE"),
         tls_cert_file=reader.file("TLS_CERT_FILE"),
         tls_key_file=reader.file("TLS_KEY_FILE"),
         tls_verify=reader.boolean("TLS_VERIFY", True),
-        max_retries=retry.max_retries,
-        retry_delay=retry.retry_delay,
-        backoff_multiplier=retry.backoff_multiplier,
-        message_timeout=retry.message_timeout,
-        enable_dlq=retry.enable_dlq,
-        ping_timeout=reader.millis("PING_TIMEOUT_MS", 2_000),
-        publish_timeout=reader.millis("PUBLISH_TIMEOUT_MS", 10_000),
-        operation_timeout=reader.millis("OPERATION_TIMEOUT_MS", 10_000),
-        read_timeout=reader.millis("READ_TIMEOUT_MS", 1_000),
         heartbeat=reader.integer("HEARTBEAT_SECONDS", 30, minimum=1, maximum=600),
         prefetch=reader.integer("PREFETCH", 100, minimum=1, maximum=65_535),
         queue_type=reader.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
@@ -201,15 +186,10 @@ def _check_overflow(settings: RabbitMQSettings) -> None:
         )
 
 
-def _addresses(reader: Reader) -> tuple[Address, ...]:
+def _addresses(reader: ServerReader) -> tuple[Address, ...]:
     """``URI``: one node's address, or a list of a cluster's nodes' addresses,
     tried in turn when the one in use stops answering."""
-    value = reader.raw("URI", None)
-    if value is None:
-        raise ConfigurationError(
-            "URI is required for the RabbitMQ broker "
-            '(e.g. URI = "amqp://guest:guest@localhost:5672/%2F")'
-        )
+    value = reader.required("URI", "amqp://guest:guest@localhost:5672/%2F")
     if isinstance(value, str):
         return (_address("URI", value),)
     if not isinstance(value, list):
@@ -257,8 +237,10 @@ def _address(key: str, value: Any) -> Address:
     )
 
 
-class _Reader(Reader):
+class _Reader(ServerReader):
     """The shared reader, plus the shapes only RabbitMQ settings take."""
+
+    adapter = "RabbitMQ"
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(key, default)
@@ -287,26 +269,12 @@ class _Reader(Reader):
             raise ConfigurationError(f"{key} may not start with 'amq.' (reserved)")
         return value
 
-    def queue_arguments(self, key: str) -> dict[str, str | int | float | bool]:
-        table = self.raw(key, {})
-        if not isinstance(table, Mapping):
-            raise ConfigurationError(
-                f"{key} must be a table of queue arguments, got {type(table).__name__}"
-            )
+    def queue_arguments(self, key: str) -> dict[str, ClientOption]:
+        table = self.options(key, "queue arguments", RESERVED_QUEUE_ARGUMENTS)
         for name, value in table.items():
-            if name in RESERVED_QUEUE_ARGUMENTS:
-                raise ConfigurationError(
-                    f"{key}.{name} is set by the RabbitMQ broker adapter and "
-                    f"cannot be overridden"
-                )
-            if not isinstance(name, str) or not name.startswith("x-"):
+            if not name.startswith("x-"):
                 raise ConfigurationError(
                     f"{key}.{name} is not a queue argument (they start with 'x-')"
-                )
-            if not isinstance(value, str | int | float | bool):
-                raise ConfigurationError(
-                    f"{key}.{name} must be a string, number or boolean, "
-                    f"got {type(value).__name__}"
                 )
             if name in WHOLE_NUMBER_QUEUE_ARGUMENTS and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
@@ -319,4 +287,4 @@ class _Reader(Reader):
                     f"{key}.x-overflow must be one of {', '.join(OVERFLOWS)}, "
                     f"got {value!r}"
                 )
-        return dict(table)
+        return table

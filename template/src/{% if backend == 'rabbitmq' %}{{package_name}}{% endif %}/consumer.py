@@ -57,7 +57,6 @@ from .messages import (
     new_identifier,
 )
 from .names import dlq_stream_of
-from .settings import RetrySettings
 from .topology import Topology
 
 logger = logging.getLogger(__name__)
@@ -514,12 +513,8 @@ class GroupConsumer:
 
     async def _fail(self, delivery: Delivery, reason: str) -> None:
         delivery.attempts += 1
-        retry = RetrySettings(
-            retry_delay=self.settings.retry_delay,
-            backoff_multiplier=self.settings.backoff_multiplier,
-        )
         if self.owned or delivery.attempts <= self.settings.max_retries:
-            delivery.due = time.monotonic() + retry.backoff(delivery.attempts)
+            delivery.due = time.monotonic() + self.settings.backoff(delivery.attempts)
             await self._widen_quietly()  # the process survived the message
             return
         self._open.pop(delivery.identifier)
@@ -531,7 +526,7 @@ class GroupConsumer:
             f"{self.settings.max_retries})",
         ):
             # Kept: retried again after the backoff, dead-lettered later.
-            delivery.due = time.monotonic() + retry.backoff(delivery.attempts)
+            delivery.due = time.monotonic() + self.settings.backoff(delivery.attempts)
             self._open.add(delivery)
 
     async def _dead_letter_message(
