@@ -94,6 +94,7 @@ def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
     assert (rendered / "src/protean_acme/consumer.py").exists() is (kafka or rabbitmq)
     assert (rendered / "src/protean_acme/topics.py").exists() is kafka
     assert (rendered / "src/protean_acme/topology.py").exists() is rabbitmq
+    assert (rendered / "src/protean_acme/event_loop.py").exists() is rabbitmq
     assert (rendered / "tests/kafka").exists() is kafka
     assert (rendered / "tests/rabbitmq").exists() is rabbitmq
     broker = (rendered / "src/protean_acme/broker.py").read_text()

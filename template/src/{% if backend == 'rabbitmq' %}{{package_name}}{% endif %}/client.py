@@ -1,35 +1,26 @@
-"""The one thread that talks to RabbitMQ, and the connection it owns.
+"""The broker's connections to RabbitMQ, owned by its event loop's thread.
 
-aio-pika's objects belong to the event loop they were made on and are not
-thread-safe. Protean calls a broker from its own event loop (publish, ack, nack)
-and from worker threads (``read_blocking``), so every broker runs one event
-loop on a daemon thread of its own and hands it each operation as a coroutine
-(`EventLoopThread.run`). That loop owns the connection: it serves heartbeats
-while Protean sits idle, so an idle hour costs neither the connection nor an
-ack, and no client object is ever touched by two threads.
+aio-pika is an asyncio library: every broker runs one event loop on a thread of
+its own (see `event_loop`) and its connections live there. That loop serves
+heartbeats while Protean sits idle, so an idle hour costs neither the
+connection nor an ack.
 """
 
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, TimeoutType
 
 from .config import Address, RabbitMQSettings
-from .errors import CredentialsRefused, RabbitMQBrokerError, ServerUnreachable
+from .errors import CredentialsRefused, ServerUnreachable
 
 logger = logging.getLogger(__name__)
-
-Result = TypeVar("Result")
-
-# Added to an operation's own timeout for the hop between threads.
-_HANDOVER = 1.0
 
 
 class _ReportedHere(logging.Filter):
@@ -64,88 +55,6 @@ class _Connection(aio_pika.Connection):
         # never opened as closed, and would make that coroutine again.
         if not self.close_called:
             super().__del__()
-
-
-class EventLoopThread:
-    """An asyncio loop on a daemon thread, started on first use."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=_serve, args=(loop,), name=self._name, daemon=True
-                )
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def run(self, operation: Coroutine[Any, Any, Result], timeout: float) -> Result:
-        """Run ``operation`` on the loop; wait at most ``timeout`` seconds.
-
-        A task and a lock: `asyncio.run_coroutine_threadsafe` chains two more
-        futures, which add a fifth to each round trip between the threads.
-        """
-        loop = self.loop
-        finished = threading.Lock()
-        finished.acquire()
-        started: list[asyncio.Task[Result]] = []
-
-        def start() -> None:
-            task = loop.create_task(operation)
-            task.add_done_callback(lambda _: finished.release())
-            started.append(task)
-
-        try:
-            loop.call_soon_threadsafe(start)
-        except RuntimeError:  # closed by `stop` since `self.loop` returned it
-            raise RabbitMQBrokerError("the RabbitMQ broker is closed") from None
-        if not finished.acquire(timeout=timeout + _HANDOVER):
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(lambda: started and started[0].cancel())
-            raise RabbitMQBrokerError(
-                f"RabbitMQ operation timed out after {timeout:.1f}s"
-            )
-        return started[0].result()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop and return once it is closed and its thread ended: a
-        host that closes every loop made during a test (Protean's own test
-        suite does) must not close it at the same moment from another thread."""
-        with self._lock:
-            loop, self._loop = self._loop, None
-            thread, self._thread = self._thread, None
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # closed already
-                loop.call_soon_threadsafe(loop.stop)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """Run ``loop`` until `EventLoopThread.stop`, then close it as `asyncio.run`
-    does: what is still running is cancelled, and the loop's selector and
-    self-pipe are released now rather than by the garbage collector."""
-    try:
-        loop.run_forever()
-    finally:
-        loop.run_until_complete(_cancel_the_rest())
-        loop.close()
-
-
-async def _cancel_the_rest() -> None:
-    left = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in left:
-        task.cancel()
-    await asyncio.gather(*left, return_exceptions=True)
-    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 def _refusal(exc: BaseException) -> bool:

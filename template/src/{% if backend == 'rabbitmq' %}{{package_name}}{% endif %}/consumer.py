@@ -19,7 +19,7 @@ min), so nothing stays unacked here past `HOLD_LIMIT`: a retry waiting out a
 long backoff is put back at the end of its queue as a copy with its nack count,
 then acked; prefetched deliveries never handed out go back to their places.
 
-Runs on the broker's loop thread (see `client`), except `GroupConsumer.ack`.
+Runs on the broker's loop thread (see `event_loop`), except `GroupConsumer.ack`.
 """
 
 import asyncio

@@ -21,7 +21,7 @@ its channel as soon as it is done. A replay republishes the message to the
 target stream for the failed group only (a header the other groups skip),
 confirmed, before the entry is acked away.
 
-Runs on the broker's loop thread (see `client`).
+Runs on the broker's loop thread (see `event_loop`).
 """
 
 import base64

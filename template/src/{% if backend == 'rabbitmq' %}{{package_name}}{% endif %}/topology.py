@@ -7,7 +7,7 @@ while it is held. Per (stream, group): a durable queue (quorum by default)
 bound to the stream's exchange, whose server-side delivery limit dead-letters,
 at least once, to the holding queue of ``stream:dlq``.
 
-Everything here runs on the broker's loop thread (see `client`).
+Everything here runs on the broker's loop thread (see `event_loop`).
 """
 
 import asyncio
