@@ -75,11 +75,11 @@ class Cluster:
         credentials: Credentials,
         reachability: Reachability,
     ) -> None:
+        self._admin_lock = threading.Lock()
         self._credentials = credentials
         self._reachability = reachability
         self._watched: dict[str, Any] = {**config, "error_cb": self._on_error}
         self._admin: AdminClient | None = AdminClient(self._watched)
-        self._admin_lock = threading.Lock()
         self._settings = settings
         self._timeout = settings.operation_timeout
         self._ready: set[str] = set()

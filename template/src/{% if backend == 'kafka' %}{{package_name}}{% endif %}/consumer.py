@@ -131,6 +131,10 @@ class GroupConsumer:
         # Why this process cannot connect this client (out of open files),
         # until it receives anything again: reads raise it, health reports it.
         self.local_failure: str | None = None
+        # Refused sign-ins are told once there, and end a read's wait at once.
+        self._credentials = credentials
+        # Failed connections are told once per outage there, not per attempt.
+        self._reachability = reachability
         self.group = group
         self.topic = topic
         # Set when Protean's engine owns retries and dead-lettering for the group.
@@ -143,13 +147,6 @@ class GroupConsumer:
         # When a caller last read, acked or nacked through this consumer.
         self.last_used = time.monotonic()
         self._settings = settings
-        self._dead_letter = dead_letter
-        self._submit = submit
-        self._produced_end = produced_end
-        # Refused sign-ins are told once there, and end a read's wait at once.
-        self._credentials = credentials
-        # Failed connections are told once per outage there, not per attempt.
-        self._reachability = reachability
         # Lower capability tiers never ack: a message is finished on delivery.
         self._auto_ack = auto_ack
         self._lock = threading.RLock()
@@ -158,6 +155,9 @@ class GroupConsumer:
         # Each partition's committed offset when it was assigned, where a
         # rewind starts if nothing of it was received yet (`_rewind`).
         self._starts: dict[int, int] = {}
+        # Where this process's own writes reached, beside the ends seen while
+        # fetching (`_behind`).
+        self._produced_end = produced_end
         reset = str(config.get("auto.offset.reset", "latest"))
         self._reset_to = (
             OFFSET_BEGINNING
@@ -171,9 +171,11 @@ class GroupConsumer:
         self._inflight: dict[str, Delivery] = {}
         # Nacked (or waiting to retry a dead-letter write), by identifier.
         self._waiting: dict[str, Delivery] = {}
+        self._schedule = RetrySchedule(time.monotonic)
         # Handed to the dead-letter writer, by identifier: open until written.
         self._parking: dict[str, Delivery] = {}
-        self._schedule = RetrySchedule(time.monotonic)
+        self._dead_letter = dead_letter
+        self._submit = submit
 
     def retune(self, settings: KafkaSettings) -> None:
         """Use ``settings`` from now on (retry limits, backoff, timeouts)."""

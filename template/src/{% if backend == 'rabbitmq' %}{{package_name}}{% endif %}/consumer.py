@@ -139,31 +139,35 @@ class GroupConsumer:
         dead_letters_enabled: Callable[[], bool],
         last_published: Callable[[], tuple[str, float] | None],
     ) -> None:
-        self._link = link
-        self._topology = topology
-        self.settings = settings
         self.stream = stream
         self.group = group
+        self.settings = settings
+        # Set when Protean's engine owns retries and dead-lettering for the group.
         self.owned = False
-        self._auto_ack = auto_ack
-        self._dead_letters_enabled = dead_letters_enabled
-        self._last_published = last_published
-        # Identifiers that arrived lately, to tell whether this process's own
-        # last publish to the stream has (see `_behind`).
-        self._arrivals: deque[str] = deque(maxlen=1024)
-        self._bound_at = math.inf
+        self.created_at = time.time()
+        self.consumers: set[str] = set()
+        # The AMQP consumer: its channel, on the broker's connection.
+        self._link = link
+        self._topology = topology
         self.queue_name = ""
         self._channel: AbstractChannel | None = None
+        self._tag = ""
+        self._narrow = False
+        self._starting = asyncio.Lock()
+        # What it delivered: waiting to be read, or held until settled.
+        self._loop = asyncio.get_running_loop()
+        self._acks = Acks(self._loop)
+        self._auto_ack = auto_ack
         self._ready: deque[DeliveredMessage] = deque()
         self._received: dict[int, float] = {}
         self._arrived = asyncio.Event()
         self._open = OpenDeliveries()
-        self._loop = asyncio.get_running_loop()
-        self._acks = Acks(self._loop)
+        # Identifiers that arrived lately, to tell whether this process's own
+        # last publish to the stream has (see `_behind`).
+        self._last_published = last_published
+        self._arrivals: deque[str] = deque(maxlen=1024)
+        self._bound_at = math.inf
         self._sweeper: asyncio.Task[None] | None = None
-        self._tag = ""
-        self._narrow = False
-        self._starting = asyncio.Lock()
         self._housekeeping_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         # Given back to the queue and not yet delivered again (see
@@ -174,8 +178,7 @@ class GroupConsumer:
         # Identifiers given back once already: a second time, they are put
         # back as copies instead (see `_give_back`).
         self._given_back: dict[str, None] = {}
-        self.consumers: set[str] = set()
-        self.created_at = time.time()
+        self._dead_letters_enabled = dead_letters_enabled
         self.dead_lettered = 0
 
     # -- the AMQP consumer --------------------------------------------------

@@ -48,16 +48,17 @@ class Topology:
         names: Names,
         settings: RabbitMQSettings,
     ) -> None:
+        # Each connection and the channels opened on it.
         self._link = link
+        self._channel: AbstractChannel | None = None
+        self._inspector: AbstractChannel | None = None
         # Publishes go on a connection of their own: under a memory or disk
         # alarm RabbitMQ blocks the connections that publish, and acks and
         # reads must not wait with them.
         self._publishing = publishing
+        self._publisher: AbstractChannel | None = None
         self.names = names
         self.settings = settings
-        self._channel: AbstractChannel | None = None
-        self._publisher: AbstractChannel | None = None
-        self._inspector: AbstractChannel | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._streams: set[str] = set()
         self._groups: set[tuple[str, str]] = set()
