@@ -366,7 +366,7 @@ class _Reader(ServerReader):
     def string_table(self, key: str) -> dict[str, str]:
         table = self.table(key, "settings")
         for name, value in table.items():
-            if not isinstance(value, str | int | float | bool):
+            if not isinstance(value, ClientOption):
                 raise ConfigurationError(
                     f"{key}.{name} must be a string or number, "
                     f"got {type(value).__name__}"
