@@ -17,6 +17,7 @@ import yaml
 from tests.conftest import BACKENDS, TIERS, UNSUPPORTED, git, render
 from tests.terminal import (
     COLUMNS,
+    ENTER,
     QUESTION_MARK,
     VALIDATION_ERROR,
     Terminal,
@@ -42,14 +43,29 @@ def tree(root: Path) -> dict[str, str]:
     }
 
 
+def widest(expression: re.Match[str]) -> str:
+    """What a `{{ ... }}` in a headline shows at its widest: a length three
+    digits, a character one, a name 12 characters (a keyword or a built-in
+    provider, the longest a headline quotes)."""
+    if "| length" in expression[0]:
+        return "9" * 3
+    if expression[0].endswith("[0] }}"):
+        return "x"
+    return "x" * 12
+
+
 def headlines(validator: str) -> list[str]:
-    """The first line of each message a validator can give, names at their
-    longest (a keyword or a built-in provider, 12 characters at most)."""
+    """The first line of each message a validator can give, at its widest.
+
+    A headline computed whole by one expression is checked as rendered, in
+    tests/test_validators.py, which renders every refusal the prompt can show.
+    """
     lines = validator.splitlines()
     return [
-        re.sub(r"\{\{.*?\}\}", "x" * 12, message)
+        re.sub(r"\{\{.*?\}\}", widest, message)
         for tag, message in itertools.pairwise(lines)
         if tag.startswith(("{%- if", "{%- elif"))
+        and not re.fullmatch(r"\{\{.*\}\}", message)
     ]
 
 
@@ -66,7 +82,8 @@ def test_every_prompt_line_fits_an_80_column_terminal() -> None:
         for choice in question.choices:
             assert len(f" » ○ {choice.label}") <= last, (question.key, choice.label)
             for headline in headlines(choice.validator):
-                assert len(f"   - {choice.label} ({headline}") <= last, headline
+                shown = f"   - {choice.label} ({headline})"
+                assert len(shown) <= last, headline
                 checked += 1
         checked += 1
     assert checked >= 15
@@ -94,22 +111,52 @@ def test_accepting_the_offered_answers_gives_the_package_data_would(
 
 @pytest.mark.terminal
 @pytest.mark.parametrize(
-    ("bad", "shown"),
+    ("key", "bad", "shown"),
     [
-        ("Kafka-Broker", "a-z first, then a-z 0-9 _ (2-30)"),
-        ("redis", '"redis" is taken by Protean'),
-        ("class", '"class" is a Python keyword'),
+        ("broker_name", "", "required: type a name, e.g. kafka"),
+        ("broker_name", "Kafka-Broker", "no capitals: use a-z, 0-9 and _"),
+        ("broker_name", "rabbit-bus", "`-` is not allowed: use `_`"),
+        ("broker_name", "k" * 33, "33 characters, at most 30"),
+        ("broker_name", "redis", '"redis" is taken by Protean'),
+        ("broker_name", "class", '"class" is a Python keyword'),
+        ("package_name", "json", "shadows a standard library module"),
+        ("class_name", "Engine", "taken; try EngineBroker"),
     ],
+    ids=["empty", "capitals", "dash", "too-long", "redis", "keyword", "json", "Engine"],
 )
-def test_a_bad_name_is_refused_on_screen_and_the_corrected_one_taken(
-    template_src: Path, tmp_path: Path, bad: str, shown: str
+def test_a_bad_answer_is_refused_on_screen_and_the_corrected_one_taken(
+    template_src: Path, tmp_path: Path, key: str, bad: str, shown: str
 ) -> None:
     terminal = Terminal(["copy", str(template_src), "pkg"], cwd=tmp_path)
-    answer_prompts(terminal, {"broker_name": "acme"}, typed_first={"broker_name": bad})
+    # Then what a person types instead: the offered value would be `bad` again.
+    good = {"broker_name": "acme", "package_name": "protean_acme"}
+    good["class_name"] = "AcmeBroker"
+    answer_prompts(terminal, good, typed_first={key: bad})
     assert terminal.finish() == 0, terminal.text()
-    # The whole reason is on screen: nothing cut at the right edge.
-    assert terminal.refusals == [f"{VALIDATION_ERROR} 'broker_name': {shown}"]
+    # The rule that failed, and what to type, is on screen: nothing cut at the
+    # right edge (the prompt shows the refusal's first line only).
+    assert terminal.refusals == [f"{VALIDATION_ERROR} '{key}': {shown}"]
     assert len(terminal.refusals[0]) < COLUMNS
+    assert (tmp_path / "pkg" / "src" / "protean_acme" / "broker.py").is_file()
+
+
+@pytest.mark.terminal
+def test_the_broker_name_field_starts_empty_and_enter_asks_for_a_name(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """No greyed-out name that reads as a default: Enter says a name is needed."""
+    terminal = Terminal(["copy", str(template_src), "pkg"], cwd=tmp_path)
+    broker_name = questions()["broker_name"]
+    terminal.wait_for(lambda: terminal.showing(broker_name), "the first question")
+    field = terminal.current_prompt()[len(broker_name.help)]
+    assert field.strip() == "", terminal.text()
+    terminal.send(ENTER)
+    terminal.wait_for(lambda: VALIDATION_ERROR in terminal.text(), "a refusal")
+    assert f"{VALIDATION_ERROR} 'broker_name': required: type a name, e.g. kafka" in (
+        terminal.lines()
+    )
+    answer_prompts(terminal, {"broker_name": "acme"})
+    assert terminal.finish() == 0, terminal.text()
     assert (tmp_path / "pkg" / "src" / "protean_acme" / "broker.py").is_file()
 
 
