@@ -373,6 +373,190 @@ def test_a_genuine_conflict_is_reported_inline_not_resolved(tmp_path: Path) -> N
     assert answers(package)["_commit"] == NEXT
 
 
+# -- the first steps Copier prints, and what an update then says -----------------
+
+
+def next_steps(output: str) -> list[str]:
+    """The commands under "Next:" in what `copier copy` printed, in order."""
+    lines = output.splitlines()
+    start = lines.index("Next:") + 1
+    end = lines.index("", start)
+    return [line.strip() for line in lines[start:end]]
+
+
+def without_ci() -> dict[str, str]:
+    """A person's shell: CI unset, so the package's tests run as on a laptop."""
+    return {key: value for key, value in os.environ.items() if key != "CI"}
+
+
+@dataclass
+class FirstSteps:
+    template: Path
+    package: Path
+    steps: list[str]
+    status_after_steps: str
+
+
+@pytest.fixture(scope="module")
+def first_steps(tmp_path_factory: pytest.TempPathFactory) -> FirstSteps:
+    """`copier copy` as the quick start runs it, then its "Next:" as printed."""
+    root = tmp_path_factory.mktemp("first-steps")
+    template = snapshot_template(root / "template", tag=BASE)
+    copied = copier_cli(
+        "copy", "--defaults", "--data", "broker_name=acme", str(template), "pkg",
+        cwd=root,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    steps = next_steps(copied.stderr + copied.stdout)
+    assert steps[0] == "cd pkg", steps
+    with timed("the Next: steps Copier prints"):
+        done = subprocess.run(
+            ["bash", "-euxc", "\n".join(steps)],
+            cwd=root,
+            env=without_ci(),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    package = root / "pkg"
+    return FirstSteps(template, package, steps, status(package))
+
+
+@pytest.mark.package
+def test_the_next_steps_leave_a_clean_tree_and_commit_the_lock_file(
+    first_steps: FirstSteps,
+) -> None:
+    assert first_steps.status_after_steps == ""
+    tracked = git(first_steps.package, "ls-files").splitlines()
+    assert "uv.lock" in tracked and "pyproject.toml" in tracked
+    # The step the conflict guard needs is among them, and it took.
+    assert "uv run pre-commit install" in first_steps.steps
+    assert (first_steps.package / ".git/hooks/pre-commit").is_file()
+
+
+@pytest.mark.package
+def test_copier_update_after_the_next_steps_is_not_refused(
+    first_steps: FirstSteps,
+) -> None:
+    updated = copier_cli(
+        "update", "--defaults", "--skip-answered", cwd=first_steps.package
+    )
+    assert updated.returncode == 0, updated.stderr
+    assert "is dirty" not in updated.stderr
+    assert status(first_steps.package) == ""
+
+
+def local_hooks_only(package: Path, destination: Path) -> Path:
+    """The package's pre-commit configuration less the hooks fetched from GitHub,
+    which this machine may not reach."""
+    config = yaml.safe_load((package / ".pre-commit-config.yaml").read_text())
+    config["repos"] = [repo for repo in config["repos"] if repo["repo"] == "local"]
+    assert [hook["id"] for repo in config["repos"] for hook in repo["hooks"]] == [
+        "mypy"
+    ]
+    destination.write_text(yaml.safe_dump(config))
+    return destination
+
+
+def bare_path_env() -> dict[str, str]:
+    """No virtual environment on PATH or active: a commit from a fresh shell."""
+    env = without_ci()
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = "/usr/bin:/bin"
+    return env
+
+
+@pytest.mark.package
+def test_the_mypy_hook_runs_the_projects_mypy_without_it_on_path(
+    first_steps: FirstSteps, tmp_path: Path
+) -> None:
+    package = first_steps.package
+    config = local_hooks_only(package, tmp_path / "local-hooks.yaml")
+    pre_commit = [str(package / ".venv/bin/pre-commit"), "run", "-c", str(config)]
+
+    def hooks() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*pre_commit, "--all-files"],
+            cwd=package,
+            env=bare_path_env(),
+            capture_output=True,
+            text=True,
+        )
+
+    passed = hooks()
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert re.search(r"^mypy\.+Passed$", passed.stdout, re.M), passed.stdout
+    # It is mypy of the project that ran: it sees a type error and fails.
+    wrong = package / f"src/{PACKAGE}/wrong.py"
+    wrong.write_text('answer: int = "forty-two"\n')
+    try:
+        failed = hooks()
+    finally:
+        wrong.unlink()
+    assert failed.returncode != 0
+    assert "Incompatible types in assignment" in failed.stdout, failed.stdout
+
+
+@pytest.mark.package
+def test_the_conflict_guard_refuses_a_marker_copier_leaves(
+    first_steps: FirstSteps, tmp_path: Path
+) -> None:
+    """`check-merge-conflict --assume-in-merge`, as the package configures it,
+    run from PyPI's pre-commit-hooks at the pinned rev: copier update is no git
+    merge, so without `--assume-in-merge` the hook would look at nothing."""
+    package = first_steps.package
+    config = yaml.safe_load((package / ".pre-commit-config.yaml").read_text())
+    [hooks] = [r for r in config["repos"] if r["repo"].endswith("/pre-commit-hooks")]
+    [guard] = [hook for hook in hooks["hooks"] if hook["id"] == "check-merge-conflict"]
+    assert guard["args"] == ["--assume-in-merge"]
+    bin_dir = make_venv(tmp_path / "hooks", f"pre-commit-hooks=={hooks['rev'][1:]}")
+    conflicted = tmp_path / "conflicted.toml"
+    conflicted.write_text(
+        'dev = [\n<<<<<<< before updating\n    "pytest>=8.2",\n=======\n'
+        '    "pytest>=8.3",\n>>>>>>> after updating\n]\n'
+    )
+    refused = subprocess.run(
+        [bin_dir / "check-merge-conflict", *guard["args"], conflicted],
+        cwd=package,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "Merge conflict string" in refused.stdout, refused.stdout
+
+
+def test_an_update_with_a_conflict_says_what_to_do_next(tmp_path: Path) -> None:
+    template = snapshot_template(tmp_path / "template", tag=BASE)
+    package = generate(template, tmp_path / "pkg", BASE)
+    replace_once(package / "pyproject.toml", '"pytest>=8",', '"pytest>=8.2",')
+    commit(package, "Author pins a newer pytest")
+    replace_once(
+        template / "template/pyproject.toml.jinja", '"pytest>=8",', '"pytest>=8.3",'
+    )
+    release(template, NEXT)
+
+    updated = copier_cli(
+        "update", "--defaults", "--skip-answered", "--vcs-ref", NEXT, cwd=package
+    )
+    assert updated.returncode == 0, updated.stderr
+    said = updated.stderr + updated.stdout
+    for step in (
+        "git diff --name-only --diff-filter=U",
+        "uv sync && uv run pytest",
+        '"Updating" in the README',
+    ):
+        assert step in said, said
+    # The commands it gives find the conflict.
+    assert git(package, "diff", "--name-only", "--diff-filter=U") == "pyproject.toml"
+    [grep] = re.findall(r"`(grep [^`]+)`", said)
+    found = subprocess.run(
+        grep, shell=True, cwd=package, capture_output=True, text=True
+    )
+    assert found.stdout.split() == ["./pyproject.toml"], found
+    assert "## Updating" in (package / "README.md").read_text()
+
+
 # -- changing answers on update --------------------------------------------------
 
 
