@@ -3,7 +3,8 @@
 Hermetic: each scenario snapshots the template's working tree into a temporary git
 repository, tags versions there, renders and updates through Copier's Python API (or
 its CLI where the README's commands are the point), and commits the package as its
-author would. No network, no user Copier settings, no global git configuration.
+author would. No user Copier settings, no global git configuration, and no network
+but PyPI for the tests marked `package` (the "Next:" steps run `uv sync`).
 
 The tags used here (v1.0.0 and up) stand for "the template as it is now" and its
 next versions; `test_no_real_migration_falls_between_the_tags_used_here` keeps the
