@@ -13,11 +13,13 @@ time budget; reads of the group return nothing until it is done. It survives
 a timeout, a lost connection and a crash: the group's copy log (a classic
 queue) records each chunk once it is confirmed, and the next attempt, in this
 process or another, skips what it lists (a chunk confirmed but not yet logged
-is copied twice). The log's existence is the mark of a
-copy not finished; it is deleted last. One copy per stream runs at a time
-across processes, under an exclusive queue RabbitMQ deletes with the
-connection that holds it: two browsing the holding queue at once would each
-see only part of it.
+is copied twice). It records places, not contents: a held message counts as
+the n-th with its id and body in the holding queue's order, which a re-read
+keeps, so distinct messages with the same id and body are each copied. The
+log's existence is the mark of a copy not finished; it is deleted last. One
+copy per stream runs at a time across processes, under an exclusive queue
+RabbitMQ deletes with the connection that holds it: two browsing the holding
+queue at once would each see only part of it.
 """
 
 import asyncio
@@ -25,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiormq
@@ -134,7 +137,7 @@ class HeldCopies:
             ) from None
 
     async def _read_log(self, log_name: str, timeout: float) -> set[str]:
-        """The keys (see `_key`) of the messages already copied."""
+        """The places (see `_place`) of the messages already copied."""
         seen: set[str] = set()
         browser = await self._link.channel(timeout)
         try:
@@ -143,7 +146,7 @@ class HeldCopies:
                 record = await log.get(no_ack=False, fail=False, timeout=timeout)
                 if record is None:
                     return seen
-                seen.update(json.loads(record.body))
+                seen.update(map(_upgraded, json.loads(record.body)))
         finally:
             await close_quietly(browser)
 
@@ -156,6 +159,7 @@ class HeldCopies:
         timeout: float,
     ) -> None:
         """Copy what the holding queue has and ``seen`` lacks, chunk by chunk."""
+        occurrences: dict[str, int] = {}
         while True:
             chunk: list[Outgoing] = []
             keys: list[str] = []
@@ -165,7 +169,7 @@ class HeldCopies:
                 if message is None:
                     exhausted = True
                     break
-                key = _key(message.message_id, message.body)
+                key = _place(message.message_id, message.body, occurrences)
                 if key not in seen:
                     seen.add(key)
                     keys.append(key)
@@ -182,10 +186,22 @@ class HeldCopies:
         await self._send("", log_name, [(body, "", {})], timeout)
 
 
-def _key(identifier: str | None, body: bytes) -> str:
-    """A held message: other producers may repeat or leave out ``message_id``,
-    so its body counts too."""
-    return f"{identifier or ''}/{hashlib.blake2b(body, digest_size=12).hexdigest()}"
+def _place(identifier: str | None, body: bytes, occurrences: dict[str, int]) -> str:
+    """A held message's place: its id and body (other producers may repeat or
+    leave out ``message_id``), then how many before it in this pass had both.
+    Only for resuming: messages alike are all copied, each once."""
+    key = f"{identifier or ''}/{hashlib.blake2b(body, digest_size=12).hexdigest()}"
+    occurrence = occurrences.get(key, 0)
+    occurrences[key] = occurrence + 1
+    return f"{key}/{occurrence}"
+
+
+def _upgraded(place: str) -> str:
+    """A log written by 0.9.0 lists id/body keys: the first of each."""
+    return f"{place}/0" if _OLD_KEY.search(place) else place
+
+
+_OLD_KEY = re.compile(r"/[0-9a-f]{24}$")
 
 
 def _log_failure(task: "asyncio.Task[None]", queue_name: str) -> None:
