@@ -298,7 +298,8 @@ class GroupConsumer:
             return
         logger.warning(
             "RabbitMQ cancelled the consumer of %s (queue deleted?): declaring "
-            "it again at the next read",
+            "it again at the next read; what it held is gone, and what the "
+            "stream held is not copied to it again",
             self.queue_name,
         )
         self._topology.forget()

@@ -193,14 +193,20 @@ class Topology:
         """Declare and bind the group's queue; return its name and whether it
         is new. A new group first receives what the stream's holding queue
         keeps (see `held`): waited for up to ``copy_wait`` (default
-        ``timeout``), then `held.CopyUnderWay` is raised and the copy goes on."""
+        ``timeout``), then `held.CopyUnderWay` is raised and the copy goes on.
+
+        A queue this process declared before and finds missing was deleted out
+        of band: it is declared again, empty, and is not new (the group had its
+        copy; another would hand it out a second time)."""
         copy_wait = timeout if copy_wait is None else copy_wait
         queue_name = self.names.group_queue(stream, group)
         if (stream, group) in self._groups:
             return queue_name, False
         exchange = await self.ensure_stream(stream, timeout)
         await self.ensure_stream(dlq_stream_of(stream), timeout)
-        created = not await self.exists(queue_name, timeout)
+        created = not await self.exists(queue_name, timeout) and (
+            (stream, group) not in self.declared_groups
+        )
         holding = self.names.holding_queue(stream)
         if created and holding in self._unavailable:
             self._streams.discard(stream)  # declare it again on the next attempt
