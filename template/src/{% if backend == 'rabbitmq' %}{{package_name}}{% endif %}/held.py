@@ -16,7 +16,8 @@ process or another, skips what it lists (a chunk confirmed but not yet logged
 is copied twice). It records places, not contents: a held message counts as
 the n-th with its id and body in the holding queue's order, which a re-read
 keeps, so distinct messages with the same id and body are each copied. The
-log's existence is the mark of a copy not finished; it is deleted last. One
+log's existence is the mark of a copy not finished; it is deleted last. A
+group queue at its length limit stops the copy (see `HeldCopies.finish`). One
 copy per stream runs at a time across processes, under an exclusive queue
 RabbitMQ deletes with the connection that holds it: two browsing the holding
 queue at once would each see only part of it.
@@ -34,7 +35,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from .client import Link, close_quietly
-from .errors import RabbitMQBrokerError
+from .errors import PublishRefused, RabbitMQBrokerError
 from .messages import Outgoing
 from .names import Names
 
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 CHUNK = 500
 
 Send = Callable[[str, str, Sequence[Outgoing], float], Awaitable[None]]
+SendEach = Callable[
+    [str, str, Sequence[Outgoing], float], Awaitable[list[Exception | None]]
+]
 
 
 class CopyUnderWay(RabbitMQBrokerError):
@@ -54,13 +58,23 @@ class HeldCopies:
     """The copies this process runs, one task per group queue."""
 
     def __init__(
-        self, link: Link, names: Names, send: Send, timeout: Callable[[], float]
+        self,
+        link: Link,
+        names: Names,
+        send: Send,
+        send_each: SendEach,
+        timeout: Callable[[], float],
+        length_limits: Callable[[], str],
     ) -> None:
         self._link = link
         self._names = names
         self._send = send
+        self._send_each = send_each
         self._timeout = timeout
+        self._length_limits = length_limits
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Group queues whose length limit stopped their copy in this process.
+        self._stopped: set[str] = set()
         # Within this process: an exclusive queue locks out other connections.
         self._streams: dict[str, asyncio.Lock] = {}
 
@@ -68,8 +82,15 @@ class HeldCopies:
         """Run (or resume) the group's copy, waiting for it up to ``wait``.
 
         Raises `CopyUnderWay` if it is still running then; it goes on.
+
+        A group queue at its length limit refuses the copy: it stops, with an
+        ERROR, and the group reads what it has (what it reads makes room for
+        the stream's publishes). Its log is kept: the next process to start
+        the group resumes it, this one does not.
         """
         queue_name = self._names.group_queue(stream, group)
+        if queue_name in self._stopped:
+            return
         task = self._tasks.get(queue_name)
         if task is None or task.done():
             task = asyncio.get_running_loop().create_task(self._copy(stream, group))
@@ -112,6 +133,21 @@ class HeldCopies:
                     self._names.holding_queue(stream), ensure=False
                 )
                 await self._pass(holding, queue_name, log_name, seen, timeout)
+            except PublishRefused:
+                self._stopped.add(queue_name)
+                logger.error(
+                    "RabbitMQ refused copying what %r held into %s: the queue is "
+                    "at its length limit (%s). The copy stops and the group "
+                    "reads what it has; the rest stays in %s for "
+                    "UNCLAIMED_RETENTION_MS. Raise the limit with a RabbitMQ "
+                    "policy (a queue keeps its arguments) and restart a process "
+                    "reading the group: the copy goes on where it stopped.",
+                    stream,
+                    queue_name,
+                    self._length_limits(),
+                    self._names.holding_queue(stream),
+                )
+                return
             finally:
                 # Puts every browsed message back, in order.
                 await close_quietly(browser)
@@ -176,8 +212,19 @@ class HeldCopies:
                     identifier = message.message_id or ""
                     chunk.append((message.body, identifier, dict(message.headers)))
             if chunk:
-                await self._send("", queue_name, chunk, timeout)
-                await self._record(log_name, keys, timeout)
+                # What was confirmed is logged, even when the rest was not: a
+                # group queue at its length limit takes part of a chunk.
+                failures = await self._send_each("", queue_name, chunk, timeout)
+                confirmed = [
+                    key
+                    for key, failure in zip(keys, failures, strict=True)
+                    if failure is None
+                ]
+                if confirmed:
+                    await self._record(log_name, confirmed, timeout)
+                refused = [failure for failure in failures if failure is not None]
+                if refused:
+                    raise refused[0]
             if exhausted:
                 return
 

@@ -68,7 +68,12 @@ class Topology:
         # Holding queues found on a node that is down (see `ensure_stream`).
         self._unavailable: set[str] = set()
         self.copies = HeldCopies(
-            link, names, self.send, lambda: self.settings.operation_timeout
+            link,
+            names,
+            self.send,
+            self.send_each,
+            lambda: self.settings.operation_timeout,
+            self.length_limits,
         )
 
     def publishing_lost(self) -> None:
@@ -187,6 +192,14 @@ class Topology:
             arguments.setdefault("x-overflow", "reject-publish")
         return arguments
 
+    def length_limits(self) -> str:
+        """The length limits ``QUEUE_ARGUMENTS`` gives group queues, as set."""
+        arguments = self.settings.queue_arguments
+        limits = [
+            f"{key}={arguments[key]}" for key in LENGTH_LIMITS if key in arguments
+        ]
+        return ", ".join(limits) or "set by a RabbitMQ policy"
+
     async def ensure_group(
         self, stream: str, group: str, timeout: float, copy_wait: float | None = None
     ) -> tuple[str, bool]:
@@ -302,8 +315,35 @@ class Topology:
         Past ``timeout`` the publishing channel is closed, so nothing still
         buffered for it goes out later beside the caller's retry.
         """
+        results = await self._confirmed(exchange, routing_key, messages, timeout)
+        failures = [result for result in results if result is not None]
+        if failures:
+            raise _publish_error(failures[0], len(failures), exchange or routing_key)
+
+    async def send_each(
+        self,
+        exchange: str,
+        routing_key: str,
+        messages: Sequence[Outgoing],
+        timeout: float,
+    ) -> list[Exception | None]:
+        """`send`, answering for each message: None once RabbitMQ confirmed
+        it, else why not (`PublishRefused` for a full queue). Raises only
+        when it cannot tell (`PublishTimedOut`)."""
+        results = await self._confirmed(exchange, routing_key, messages, timeout)
+        target = exchange or routing_key
+        return [None if r is None else _publish_error(r, 1, target) for r in results]
+
+    async def _confirmed(
+        self,
+        exchange: str,
+        routing_key: str,
+        messages: Sequence[Outgoing],
+        timeout: float,
+    ) -> list[BaseException | None]:
+        """Each message's failure to be confirmed, None for those confirmed."""
         if not messages:
-            return
+            return []
         try:
             async with asyncio.timeout(timeout):
                 channel = await self.publisher(timeout)
@@ -342,11 +382,10 @@ class Topology:
                 f"{timeout:.1f}s (PUBLISH_TIMEOUT_MS); check the node's alarms "
                 "(memory, disk) and its load"
             ) from None
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            if channel.is_closed:
-                self._publisher = None
-            raise _publish_error(failures[0], len(failures), exchange or routing_key)
+        failures = [r if isinstance(r, BaseException) else None for r in results]
+        if channel.is_closed and any(f is not None for f in failures):
+            self._publisher = None
+        return failures
 
 
 async def _settled(
