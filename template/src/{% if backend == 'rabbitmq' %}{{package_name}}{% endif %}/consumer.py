@@ -65,6 +65,8 @@ logger = logging.getLogger(__name__)
 GIVEN_BACK_REMEMBERED = 10_000
 # How often a group nobody reads is looked after.
 SWEEP_INTERVAL = 30.0
+# How often a consumer binds its queue to its stream's exchange again.
+BIND_CHECK_INTERVAL = 30.0
 
 Message = tuple[str, dict[str, Any]]
 
@@ -167,6 +169,7 @@ class GroupConsumer:
         self._last_published = last_published
         self._arrivals: deque[str] = deque(maxlen=1024)
         self._bound_at = math.inf
+        self._bind_checked = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self._housekeeping_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -204,7 +207,7 @@ class GroupConsumer:
         self.queue_name, _ = await self._topology.ensure_group(
             self.stream, self.group, timeout, copy_wait
         )
-        self._bound_at = time.monotonic()
+        self._bound_at = self._bind_checked = time.monotonic()
         channel = await self._link.channel(timeout)
         # One delivery at first: if the head of the queue is a message that
         # kills consumers, a crash returns (and counts) it alone, not the
@@ -593,6 +596,23 @@ class GroupConsumer:
         from several threads would each count the same failure."""
         async with self._housekeeping_lock:
             await self._look_after()
+            await self._check_binding()
+
+    async def _check_binding(self) -> None:
+        """Every `BIND_CHECK_INTERVAL`, bind the group's queue to its stream's
+        exchange again (RabbitMQ ignores a binding it has). An exchange deleted
+        out of band is declared again by the next process to publish, bound
+        only to the groups that process declared; the others are bound here."""
+        now = time.monotonic()
+        if now - self._bind_checked < BIND_CHECK_INTERVAL:
+            return
+        self._bind_checked = now
+        try:
+            await self._topology.bind_group(
+                self.stream, self.group, self.settings.operation_timeout
+            )
+        except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            logger.debug("binding %s again failed: %s", self.queue_name, exc)
 
     async def _look_after(self) -> None:
         now = time.monotonic()

@@ -169,6 +169,32 @@ class Topology:
             except aiormq.exceptions.ChannelNotFoundEntity:
                 self._channel = None  # RabbitMQ closed it
 
+    async def bind_group(self, stream: str, group: str, timeout: float) -> None:
+        """Bind the group's queue to its stream's exchange; an exchange that
+        is missing is declared again first, with an ERROR."""
+        queue_name = self.names.group_queue(stream, group)
+        for attempt in range(2):
+            channel = await self.channel(timeout)
+            try:
+                queue = await channel.get_queue(queue_name, ensure=False)
+                await queue.bind(self.names.exchange(stream), timeout=timeout)
+                return
+            except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                self._channel = None  # RabbitMQ closed it
+                if attempt or "no exchange" not in str(exc):
+                    raise  # a queue deleted: its consumer was cancelled
+            logger.error(
+                "The exchange of %r was missing (deleted out of band?): declaring "
+                "it again and binding %s to it. What %r received while it was "
+                "unbound went only to the holding queue %r, not to this group.",
+                stream,
+                queue_name,
+                stream,
+                self.names.holding_queue(stream),
+            )
+            self._streams.discard(stream)
+            await self.ensure_stream(stream, timeout)
+
     def group_arguments(self, stream: str, group: str) -> dict[str, Any]:
         settings = self.settings
         arguments: dict[str, Any] = {
