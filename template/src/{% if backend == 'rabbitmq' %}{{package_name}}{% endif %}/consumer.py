@@ -653,7 +653,8 @@ class GroupConsumer:
         """Prefetched deliveries that waited `HOLD_LIMIT` go back to their
         places in the queue, ahead of what followed them. On a quorum queue a
         return counts as a delivery, so each message goes back so only once:
-        a second time it is put back as a copy at the end of the queue."""
+        a second time it is put back as a copy at the end of the queue, out of
+        order (PREFETCH times the handling time is past `HOLD_LIMIT`)."""
         waiting = list(self._ready) + self._set_aside
         logger.warning(
             "%d deliveries of %s waited in the prefetch buffer for %.0fs: "
@@ -674,6 +675,17 @@ class GroupConsumer:
         self._returning |= {message_id(m) or "" for m in first}
         self._returning_until = now + self.settings.operation_timeout
         await self._acks.requeue(first)
+        if again:
+            named = [message_id(m) or "(no message_id)" for m in again]
+            logger.warning(
+                "%d of them waited that long twice: put back at the end of %s, "
+                "behind what followed them, so out of order (PREFETCH times a "
+                "message's handling time must stay below %.0fs): %s",
+                len(again),
+                self.queue_name,
+                HOLD_LIMIT,
+                ", ".join(named[:20]) + (", ..." if len(named) > 20 else ""),
+            )
         for message in again:
             attempts = header_int(headers_of(message), HEADER_ATTEMPTS)
             if not await self._put_back(
