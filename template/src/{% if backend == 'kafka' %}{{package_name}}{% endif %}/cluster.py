@@ -246,6 +246,13 @@ class Cluster:
             )
         self._ready.add(topic)
 
+    def forget_topic(self, topic: str) -> None:
+        """Check ``topic`` with the cluster again at its next use: a write to
+        it found it unknown or timed out, as after someone else deleted it.
+        The next `ensure_topic` or `require_topic` creates it again (or raises
+        `TopicMissing`), rather than every later write waiting out its timeout."""
+        self._ready.discard(topic)
+
     def _wait_until_led(self, topic: str, deadline: float) -> None:
         while True:
             left = max(0.0, deadline - time.monotonic())

@@ -4,7 +4,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 _GRACE = 1.0
 # Delivery errors that mean librdkafka gave up after message.timeout.ms.
 _TIMEOUTS = (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT)
+# Errors that mean the topic is not there (any more).
+_UNKNOWN_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
 # The longest one wait lasts before the caller's confirmation is checked again.
 _POLL_SLICE = 0.05
 
@@ -49,6 +51,10 @@ class Publisher:
     question nobody answered, sends raise at once for that long again, and once
     ``reachability`` confirmed the outage they raise at once until it ends,
     leaving the question to that watch, which asks in the background.
+
+    A send that finds its topic unknown, or times out, calls ``forget_topic``
+    with it: the topic may have been deleted by someone else, and the next
+    send's caller checks it with the cluster (and creates it) again.
     """
 
     def __init__(
@@ -58,7 +64,9 @@ class Publisher:
         credentials: Credentials,
         probe_timeout: float,
         reachability: Reachability,
+        forget_topic: Callable[[str], None],
     ) -> None:
+        self._forget_topic = forget_topic
         self._config = {
             "linger.ms": 0,  # a confirmed send waits anyway; do not add latency
             **config,
@@ -168,6 +176,8 @@ class Publisher:
         timed_out = missing or any(e.code() in _TIMEOUTS for e in errors)
         if timed_out:
             self._unreachable = True
+        if timed_out or any(e.code() in _UNKNOWN_TOPIC for e in errors):
+            self._forget_topic(topic)
         if failures or missing:
             kind = RecordTooLarge if too_large else KafkaBrokerError
             raise (PublishTimedOut if timed_out and not too_large else kind)(
@@ -223,9 +233,10 @@ class Publisher:
                 return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                too_large = isinstance(error, KafkaError) and (
-                    error.code() == KafkaError.MSG_SIZE_TOO_LARGE
-                )
+                code = error.code() if isinstance(error, KafkaError) else None
+                too_large = code == KafkaError.MSG_SIZE_TOO_LARGE
+                if code in _UNKNOWN_TOPIC:
+                    self._forget_topic(topic)
                 raise (RecordTooLarge if too_large else KafkaBrokerError)(
                     f"Kafka refused a record for topic {topic!r}: {exc}"
                 ) from exc

@@ -15,6 +15,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from protean_kafka.errors import PublishTimedOut
+
 from tests.kafka.conftest import BrokerFactory
 from tests.kafka.helpers import committed, drain, wait_for
 from tests.kafka.test_kafka import Names, aggregate_message, ids_of
@@ -264,3 +266,48 @@ def test_pending_counts_what_out_of_order_acks_left(
     assert broker.info()["consumer_groups"][group]["pending"] == 1
     assert broker.ack(stream, ids[0], group)
     wait_for(lambda: broker.info()["consumer_groups"][group]["pending"] == 0)
+
+
+def delete_topic(admin: AdminClient, topic: str) -> None:
+    """Delete ``topic`` as another instance's data reset or an operator would."""
+    admin.delete_topics([topic])[topic].result(20)
+    wait_for(lambda: topic not in admin.list_topics(timeout=10).topics, timeout=20)
+
+
+def test_a_topic_someone_else_deleted_is_created_again(
+    make_broker: BrokerFactory, admin: AdminClient, unique: Names
+) -> None:
+    """A write that finds its topic gone (unknown, or timed out) makes the
+    next attempt create it again: publishes succeed again, and a dead letter
+    is written, rather than waiting until the process restarts."""
+    broker = make_broker(PUBLISH_TIMEOUT_MS=3000, max_retries=0, COMMIT_INTERVAL_MS=0)
+    stream, group = unique("shop::order"), unique("group")
+    broker.publish(stream, {"n": 0})
+    delete_topic(admin, broker.names.stream_topic(stream))
+    published = []
+    for n in range(1, 4):
+        try:
+            broker.publish(stream, {"n": n})
+            published.append(True)
+        except PublishTimedOut:
+            published.append(False)
+    print(f"publishes after the deletion: {published}")
+    assert published[1:] == [True, True]
+
+    other = unique("shop::other")
+    (first,) = broker.publish_many(other, [{"n": 0}])
+    drain(broker, other, group, 1)
+    assert broker.nack(other, first, group)
+    assert broker.dlq_depth(f"{other}:dlq") == 1
+    delete_topic(admin, broker.names.dlq_topic(f"{other}:dlq", group))
+    (second,) = broker.publish_many(other, [{"n": 1}])
+    drain(broker, other, group, 1)
+    assert broker.nack(other, second, group)
+
+    def written() -> bool:
+        broker.read(other, group, 1)  # reads bring held messages back
+        return committed(admin, broker, other, group) == {0: 2}
+
+    wait_for(written, timeout=30)
+    entries = broker.dlq_list([f"{other}:dlq"])
+    assert [e.original_id for e in entries] == [second]
