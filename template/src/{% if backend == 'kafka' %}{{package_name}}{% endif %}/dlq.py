@@ -20,11 +20,11 @@ skip the copy, so only the failed group sees it again.
 
 import base64
 import logging
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 _SCAN_BATCH = 500
 _SCAN_POLL = 0.1
 _SUBSCRIPTION_METADATA = "_dlq_metadata"
+# What the dead-letter writer keeps apart: (dead-letter stream, group).
+DeadLetterKey = tuple[str, str]
 
 
 def dead_letter_record(
@@ -138,61 +140,72 @@ def write_dead_letter(
 
 
 class DeadLetterWriter:
-    """Writes dead letters on a thread of its own, one after another.
+    """Writes dead letters off the callers' threads: one thread per key (a
+    group's dead-letter topic), each writing its jobs one after another.
 
     A write waits for Kafka's confirmation, up to ``PUBLISH_TIMEOUT_MS``; made
     by ``nack`` it would hold the caller (Protean's event loop), made by a
     reader it would hold the group's lock, and with it every ack, nack and
-    read of the group. Jobs report back to their consumer themselves.
+    read of the group. A topic whose writes keep failing holds back only its
+    own jobs, never another group's. A key's thread ends when its jobs are
+    done; the next `submit` starts another. Jobs report back to their
+    consumer themselves.
     """
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        # Jobs submitted and not done yet, for `settle`.
-        self._pending = 0
+        # Jobs not started yet, for each key that has a thread.
+        self._jobs: dict[DeadLetterKey, deque[Callable[[], None]]] = {}
+        # Jobs submitted and not done yet, per key, for `settle`.
+        self._pending: Counter[DeadLetterKey] = Counter()
         self._done = threading.Condition()
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, key: DeadLetterKey, job: Callable[[], None]) -> None:
         with self._done:
-            self._pending += 1
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
+            self._pending[key] += 1
+            jobs = self._jobs.get(key)
+            if jobs is None:
+                jobs = self._jobs[key] = deque()
+                threading.Thread(
                     target=self._run,
-                    args=(self._jobs,),
-                    name="dead-letters",
+                    args=(key, jobs),
+                    name=f"dead-letters-{key[1]}",
                     daemon=True,
-                )
-                self._thread.start()
-            self._jobs.put(job)
+                ).start()
+            jobs.append(job)
 
-    def settle(self, timeout: float) -> None:
+    def settle(self, timeout: float, dlq_streams: Collection[str] = ()) -> None:
         """Wait, at most ``timeout`` seconds, until every job submitted so far
-        is done: DLQ operations then see the dead letters of earlier nacks."""
+        for ``dlq_streams`` (all of them if none is named) is done: DLQ
+        operations then see the dead letters of earlier nacks."""
+
+        def settled() -> bool:
+            return not any(
+                not dlq_streams or dlq_stream in dlq_streams
+                for dlq_stream, _group in +self._pending
+            )
+
         with self._done:
-            self._done.wait_for(lambda: self._pending <= 0, timeout)
+            self._done.wait_for(settled, timeout)
 
     def close(self, wait: float) -> None:
-        """Stop after the jobs already submitted, waiting at most ``wait``
-        seconds; a later `submit` starts a new thread."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            jobs, self._jobs = self._jobs, queue.SimpleQueue()
-        if thread is not None:
-            jobs.put(None)
-            thread.join(wait)
+        """Wait at most ``wait`` seconds for the jobs already submitted; a
+        later `submit` starts new threads."""
+        self.settle(wait)
 
-    def _run(self, jobs: "queue.SimpleQueue[Callable[[], None] | None]") -> None:
-        while (job := jobs.get()) is not None:
+    def _run(self, key: DeadLetterKey, jobs: deque[Callable[[], None]]) -> None:
+        while True:
+            with self._done:
+                if not jobs:
+                    del self._jobs[key]
+                    return
+                job = jobs.popleft()
             try:
                 job()
             except Exception:  # one failed job must not end the writer; logged
                 logger.exception("Dead-letter write failed")
             finally:
                 with self._done:
-                    self._pending -= 1
+                    self._pending[key] -= 1
                     self._done.notify_all()
 
 

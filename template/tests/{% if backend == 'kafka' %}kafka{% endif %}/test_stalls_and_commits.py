@@ -311,3 +311,37 @@ def test_a_topic_someone_else_deleted_is_created_again(
     wait_for(written, timeout=30)
     entries = broker.dlq_list([f"{other}:dlq"])
     assert [e.original_id for e in entries] == [second]
+
+
+def test_a_failing_dead_letter_topic_holds_up_no_other_group(
+    make_broker: BrokerFactory, admin: AdminClient, unique: Names
+) -> None:
+    """Group A's dead-letter writes wait out PUBLISH_TIMEOUT_MS (its topic was
+    deleted); group B's dead letter is still written at once, and neither
+    B's dlq_depth() nor health_stats() waits for A's writes."""
+    broker = make_broker(max_retries=0, PUBLISH_TIMEOUT_MS=5000)
+    (stream_a, group_a), (stream_b, group_b) = [
+        (unique(f"shop::{name}"), unique(f"group-{name}")) for name in "ab"
+    ]
+    (first,) = broker.publish_many(stream_a, [{"n": 0}])
+    drain(broker, stream_a, group_a, 1)
+    assert broker.nack(stream_a, first, group_a)
+    assert broker.dlq_depth(f"{stream_a}:dlq") == 1
+    delete_topic(admin, broker.names.dlq_topic(f"{stream_a}:dlq", group_a))
+
+    ids_a = broker.publish_many(stream_a, [{"n": n} for n in range(1, 3)])
+    (id_b,) = broker.publish_many(stream_b, [{"n": 0}])
+    drain(broker, stream_a, group_a, 2)
+    drain(broker, stream_b, group_b, 1)
+    assert all(broker.nack(stream_a, identifier, group_a) for identifier in ids_a)
+    started = time.monotonic()
+    assert broker.nack(stream_b, id_b, group_b)
+    depth, depth_took = timed(lambda: broker.dlq_depth(f"{stream_b}:dlq"))
+    written = time.monotonic() - started
+    _, health_took = timed(broker.health_stats)
+    print(
+        f"B's dead letter written {written:.3f}s after its nack; "
+        f"dlq_depth {depth_took:.3f}s, health_stats {health_took:.3f}s"
+    )
+    assert depth == 1 and written < A_MOMENT
+    assert health_took < A_MOMENT
