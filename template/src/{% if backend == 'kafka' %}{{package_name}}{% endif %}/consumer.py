@@ -582,6 +582,11 @@ class GroupConsumer:
             del self._parking[delivery.record.identifier]
             if written:
                 self._finish(delivery)
+                tracker = self._partitions.get(delivery.partition)
+                if tracker is not None:
+                    # Committed now, not coalesced: a crash before the commit
+                    # dead-letters the message again.
+                    tracker.last_commit = -math.inf
             else:
                 failures = delivery.dead_letter_failures
                 delivery.dead_letter_failures += 1

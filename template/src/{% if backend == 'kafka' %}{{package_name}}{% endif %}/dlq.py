@@ -62,6 +62,8 @@ _SCAN_BATCH = 500
 _SCAN_POLL = 0.1
 _SUBSCRIPTION_METADATA = "_dlq_metadata"
 # What the dead-letter writer keeps apart: (dead-letter stream, group).
+# Names dead-letter identifiers derived from the record they park (uuid5).
+_DEAD_LETTER_IDS = uuid.UUID("abd00df6-3114-4fc9-8657-2165216fb4bf")
 DeadLetterKey = tuple[str, str]
 
 
@@ -77,8 +79,18 @@ def dead_letter_record(
 
     With ``dropped`` (why and where the original value stays), the entry
     carries no value: the original was too large to copy.
+
+    The entry's identifier (its key in the compacted topic) is derived from
+    the group and the record's topic, partition and offset: a message
+    dead-lettered again (its first entry was written, but its commit was not,
+    before a crash, a close or a rebalance) replaces its first entry rather
+    than adding a second one, which would be counted and replayed twice.
     """
-    dlq_id = new_identifier()
+    dlq_id = (
+        str(uuid.uuid5(_DEAD_LETTER_IDS, f"{group}\n{record.position}"))
+        if record.position
+        else new_identifier()
+    )
     headers = [
         (HEADER_ID, dlq_id),
         (HEADER_ORIGINAL_ID, record.identifier),

@@ -345,3 +345,53 @@ def test_a_failing_dead_letter_topic_holds_up_no_other_group(
     )
     assert depth == 1 and written < A_MOMENT
     assert health_took < A_MOMENT
+
+
+def test_a_message_dead_lettered_again_keeps_one_entry(
+    make_broker: BrokerFactory, admin: AdminClient, unique: Names
+) -> None:
+    """close() while a dead-letter write is in flight: the write lands, the
+    record is not committed, and the next owner dead-letters it again. The
+    second entry replaces the first: one entry, counted and replayed once."""
+    stream, group = unique("shop::order"), unique("group")
+    dlq_stream = f"{stream}:dlq"
+    slow = make_broker(max_retries=0, PRODUCER_CONFIG={"linger.ms": 2000})
+    slow.publish(stream, {"n": 0})
+    ((identifier, _),) = drain(slow, stream, group, 1)
+    assert slow.nack(stream, identifier, group)
+    time.sleep(0.3)  # the write waits in the producer for linger.ms
+    slow.close()
+    broker = make_broker(max_retries=0, COMMIT_INTERVAL_MS=0)
+    assert broker.dlq_depth(dlq_stream) == 1  # flushed by close()
+    ((again, _),) = drain(broker, stream, group, 1)
+    assert again == identifier
+    assert broker.nack(stream, again, group)
+    wait_for(lambda: committed(admin, broker, stream, group) == {0: 1})
+    entries = broker.dlq_list([dlq_stream])
+    print(f"entries for one message: {len(entries)}")
+    assert [e.original_id for e in entries] == [identifier]
+    assert broker.dlq_depth(dlq_stream) == 1
+    assert broker.dlq_replay_all(dlq_stream, stream) == 1
+
+
+def test_a_confirmed_dead_letter_is_committed_at_once(
+    make_broker: BrokerFactory, admin: AdminClient, unique: Names
+) -> None:
+    """A crash between a confirmed dead-letter write and its commit would
+    dead-letter the message again: its commit is not coalesced."""
+    stream, group = unique("shop::order"), unique("group")
+    first = make_broker()
+    ids = first.publish_many(stream, [{"n": n} for n in range(2)])
+    ((identifier, _),) = drain(first, stream, group, 1)
+    assert first.ack(stream, identifier, group)
+    first.close()  # a clean handover: the next owner coalesces its commits
+    broker = make_broker(max_retries=0, COMMIT_EVERY=100, COMMIT_INTERVAL_MS=60_000)
+    ((identifier, _),) = drain(broker, stream, group, 1)
+    assert identifier == ids[1]
+    assert broker.nack(stream, identifier, group)
+    wait_for(lambda: broker.dlq_depth(f"{stream}:dlq") == 1)
+    wait_for(
+        lambda: committed(admin, broker, stream, group) == {0: 2},
+        timeout=A_MOMENT,
+        explain=lambda: str(committed(admin, broker, stream, group)),
+    )
