@@ -24,6 +24,7 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
+    TopicCollection,
     TopicPartition,
 )
 
@@ -277,6 +278,20 @@ class Cluster:
         if found is None or found.error is not None:
             return []
         return sorted(found.partitions)
+
+    def topic_id(self, topic: str) -> str | None:
+        """The topic's id (None: no such topic). A topic deleted and created
+        again under the same name has a new one."""
+        futures = self._client().describe_topics(
+            TopicCollection([topic]), request_timeout=self._timeout
+        )
+        try:
+            found = self._result(futures[topic], f"describing topic {topic!r}")
+        except KafkaException as exc:
+            if _code(exc) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise
+        return str(found.topic_id)
 
     def describe(self, timeout: float) -> tuple[str | None, list[str]]:
         """Cluster id and the brokers that answered, within ``timeout``."""

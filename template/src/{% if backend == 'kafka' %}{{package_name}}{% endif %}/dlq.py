@@ -224,7 +224,10 @@ class DeadLetterWriter:
 class _Tally:
     """The live entries of one dead-letter topic, and how far it was read."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic_id: str | None) -> None:
+        # Which topic of that name was read: one deleted and created again
+        # (by anyone) is counted afresh.
+        self.topic_id = topic_id
         self.positions: dict[int, int] = {}
         self.starts: dict[int, int] = {}
         # Identifier -> (partition, offset) of its entry.
@@ -358,9 +361,15 @@ class DeadLetters:
         parts = [TopicPartition(topic, p) for p in self._cluster.partitions(topic)]
         low = self._cluster.start_offsets(parts)
         high = self._cluster.end_offsets(parts)
+        topic_id = self._cluster.topic_id(topic)
         tally = self._tallies.get(topic)
-        if tally is None or any(high[p] < tally.position(p) for p in high):
-            tally = self._tallies[topic] = _Tally()  # new, or deleted and made again
+        if (
+            tally is None
+            or tally.topic_id != topic_id
+            or any(high[p] < tally.position(p) for p in high)
+        ):
+            # New, or deleted and made again.
+            tally = self._tallies[topic] = _Tally(topic_id)
         for partition, start in low.items():
             tally.forget_before(partition, start)  # removed by retention
         starts = {

@@ -395,3 +395,27 @@ def test_a_confirmed_dead_letter_is_committed_at_once(
         timeout=A_MOMENT,
         explain=lambda: str(committed(admin, broker, stream, group)),
     )
+
+
+def test_dead_letters_of_a_topic_someone_else_deleted_are_not_counted(
+    make_broker: BrokerFactory, admin: AdminClient, bootstrap: str, unique: Names
+) -> None:
+    """dlq_depth() keeps each topic's count between calls; a topic deleted and
+    created again is counted afresh, even once it holds more records than the
+    count had read (here three tombstones, so no live entry)."""
+    broker = make_broker(max_retries=0)
+    stream, group = unique("shop::order"), unique("group")
+    dlq_stream = f"{stream}:dlq"
+    broker.publish_many(stream, [{"n": n} for n in range(2)])
+    for identifier in ids_of(drain(broker, stream, group, 2)):
+        assert broker.nack(stream, identifier, group)
+    wait_for(lambda: broker.dlq_depth(dlq_stream) == 2)
+
+    dlq_topic = broker.names.dlq_topic(dlq_stream, group)
+    delete_topic(admin, dlq_topic)
+    create_topic(admin, dlq_topic, compacted=True)
+    raw = Producer({"bootstrap.servers": bootstrap})
+    for n in range(3):
+        raw.produce(dlq_topic, None, key=f"gone-{n}".encode())
+    assert raw.flush(10) == 0
+    assert broker.dlq_depth(dlq_stream) == 0
