@@ -104,6 +104,8 @@ _COMMIT_RETRY = 0.05
 _CONSUME_MAX = 100_000
 # The end offset this process's own confirmed writes reached in a partition.
 ProducedEnd = Callable[[str, int], int]
+# Told the end a read reached in a partition, below a produced end: forget it.
+StaleEnd = Callable[[str, int, int], None]
 
 
 class GroupConsumer:
@@ -121,6 +123,7 @@ class GroupConsumer:
         auto_ack: bool,
         credentials: Credentials,
         reachability: Reachability,
+        stale_end: StaleEnd,
     ) -> None:
         self.consumer = Consumer(
             {**config, "on_commit": self._on_commit, "error_cb": self._on_error}
@@ -158,6 +161,7 @@ class GroupConsumer:
         # Where this process's own writes reached, beside the ends seen while
         # fetching (`_behind`).
         self._produced_end = produced_end
+        self._stale_end = stale_end
         reset = str(config.get("auto.offset.reset", "latest"))
         self._reset_to = (
             OFFSET_BEGINNING
@@ -476,6 +480,9 @@ class GroupConsumer:
                 logger.warning("Kafka consumer %s: %s", self.group, error)
             elif tracker is not None and offset is not None:
                 tracker.reached_end(offset)
+                if self._produced_end(self.topic, partition) > offset:
+                    # Written before the topic was deleted and made again.
+                    self._stale_end(self.topic, partition, offset)
             return
         if tracker is None or partition is None or offset is None:
             return

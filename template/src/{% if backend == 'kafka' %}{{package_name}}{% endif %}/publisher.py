@@ -117,6 +117,14 @@ class Publisher:
         """The offset after the last record this producer wrote there (0: none)."""
         return self._ends.get((topic, partition), 0)
 
+    def forget_end(self, topic: str, partition: int, end: int) -> None:
+        """A reader reached the partition's end at ``end``: an end recorded
+        beyond it belongs to a topic deleted since (by anyone) and made again,
+        and would make readers wait for records that are gone."""
+        key = (topic, partition)
+        if self._ends.get(key, 0) > end:
+            del self._ends[key]
+
     def forget_ends(self) -> None:
         """Forget the ends of every partition written: their topics were
         deleted, and a recreated topic starts again at offset 0."""

@@ -419,3 +419,24 @@ def test_dead_letters_of_a_topic_someone_else_deleted_are_not_counted(
         raw.produce(dlq_topic, None, key=f"gone-{n}".encode())
     assert raw.flush(10) == 0
     assert broker.dlq_depth(dlq_stream) == 0
+
+
+def test_reads_of_a_topic_someone_else_made_again_do_not_wait(
+    make_broker: BrokerFactory, admin: AdminClient, bootstrap: str, unique: Names
+) -> None:
+    """The end this instance's writes reached in a topic deleted and made
+    again elsewhere is forgotten once a read reaches the new, lower end:
+    non-blocking reads then return at once, not after READ_TIMEOUT_MS."""
+    broker = make_broker(READ_TIMEOUT_MS=5000)
+    stream, group = unique("shop::order"), unique("group")
+    topic = broker.names.stream_topic(stream)
+    broker.publish_many(stream, [{"n": n} for n in range(5)])
+    delete_topic(admin, topic)
+    create_topic(admin, topic)
+    raw = Producer({"bootstrap.servers": bootstrap})
+    raw.produce(topic, b'{"n": "new"}')
+    assert raw.flush(10) == 0
+    drain(broker, stream, group, 1)
+    reads = [timed(lambda: broker.read(stream, group, 10)) for _ in range(3)]
+    print(f"reads of the new topic: {[round(t, 3) for _, t in reads]}s")
+    assert all(got == [] and took < A_MOMENT for got, took in reads)
