@@ -750,7 +750,10 @@ class GroupConsumer:
         closer.start()
         closer.join(wait)
         if closer.is_alive():
-            logger.warning(
+            # Without a wait (an idle or broken consumer replaced), leaving
+            # in the background is what the caller asked for.
+            logger.log(
+                logging.WARNING if wait > 0 else logging.DEBUG,
                 "Kafka consumer of group %s did not close within %.1fs; "
                 "it keeps leaving in the background",
                 self.group,
