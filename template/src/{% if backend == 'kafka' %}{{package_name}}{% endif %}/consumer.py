@@ -478,7 +478,7 @@ class GroupConsumer:
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("Kafka consumer %s: %s", self.group, error)
-            elif tracker is not None and offset is not None:
+            elif tracker is not None and partition is not None and offset is not None:
                 tracker.reached_end(offset)
                 if self._produced_end(self.topic, partition) > offset:
                     # Written before the topic was deleted and made again.

@@ -15,10 +15,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from protean_kafka.errors import PublishTimedOut
-
 from tests.kafka.conftest import BrokerFactory
-from tests.kafka.helpers import committed, drain, wait_for
+from tests.kafka.helpers import committed, drain, publishes, wait_for
 from tests.kafka.test_kafka import Names, aggregate_message, ids_of
 
 # A dead-letter write that waited for Kafka would take this long.
@@ -284,13 +282,7 @@ def test_a_topic_someone_else_deleted_is_created_again(
     stream, group = unique("shop::order"), unique("group")
     broker.publish(stream, {"n": 0})
     delete_topic(admin, broker.names.stream_topic(stream))
-    published = []
-    for n in range(1, 4):
-        try:
-            broker.publish(stream, {"n": n})
-            published.append(True)
-        except PublishTimedOut:
-            published.append(False)
+    published = [publishes(broker, stream, {"n": n}) for n in range(1, 4)]
     print(f"publishes after the deletion: {published}")
     assert published[1:] == [True, True]
 
