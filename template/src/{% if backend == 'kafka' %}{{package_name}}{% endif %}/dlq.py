@@ -128,6 +128,7 @@ def write_dead_letter(
     topic = names.dlq_topic(f"{stream}:dlq", group)
     source = delivery.record
     try:
+        publisher.check(topic)  # after a timed-out send, before creating again
         cluster.require_topic(topic, compacted=True)
         try:
             record = dead_letter_record(

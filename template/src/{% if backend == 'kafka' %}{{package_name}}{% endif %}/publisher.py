@@ -139,8 +139,7 @@ class Publisher:
         """Produce ``records`` to ``topic`` and wait until all are confirmed,
         at most until ``deadline`` (monotonic; default: the publish timeout)."""
         producer = self._current()
-        if self._unreachable:
-            self._probe(producer, topic)
+        self.check(topic, producer)
         limit = time.monotonic() + self._timeout + _GRACE
         deadline = limit if deadline is None else min(deadline, limit)
         # Appending is atomic, so callbacks served by another thread's poll
@@ -193,6 +192,13 @@ class Publisher:
                 f"record(s) to topic {topic!r} within {self._timeout:g}s"
                 + (f": {failures[0]}" if failures else ": timed out")
             )
+
+    def check(self, topic: str, producer: Producer | None = None) -> None:
+        """After a send timed out, ask whether a broker answers before anything
+        else is tried for ``topic`` (creating it again included): raises
+        `ClusterUnreachable` at once while none does (see `_probe`)."""
+        if self._unreachable:
+            self._probe(self._current() if producer is None else producer, topic)
 
     def known_unreachable(self) -> bool:
         """Whether a send timed out and the last question whether a broker
