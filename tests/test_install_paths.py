@@ -83,6 +83,7 @@ def test_the_readme_offers_uv_poetry_and_pip(skeleton: Path) -> None:
     ]
 
 
+@pytest.mark.warm_server
 def test_uv_sync_then_uv_run_pytest(made: tuple[Path, dict[str, str]]) -> None:
     package, env = made
     uv_block, _, _, checks = readme_blocks(package, "Develop and test")
@@ -91,6 +92,7 @@ def test_uv_sync_then_uv_run_pytest(made: tuple[Path, dict[str, str]]) -> None:
     run_block("\n".join(f"uv run {line}" for line in checks.splitlines()), package)
 
 
+@pytest.mark.warm_server
 def test_the_pip_commands_then_pytest(made: tuple[Path, dict[str, str]]) -> None:
     package, env = made
     pip_block = readme_blocks(package, "Develop and test")[2]
@@ -98,6 +100,7 @@ def test_the_pip_commands_then_pytest(made: tuple[Path, dict[str, str]]) -> None
     assert re.search(r"\d+ passed", output), output[-2000:]
 
 
+@pytest.mark.warm_server
 def test_poetry_checks_builds_installs_the_dev_group_and_tests(
     made: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -150,6 +153,7 @@ def test_the_release_workflow_builds_what_python_m_build_builds(
         assert members(ours) == members(theirs), ours.name
 
 
+@pytest.mark.warm_server
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_the_lowest_releases_admitted_pass_the_tests(
     template_src: Path,
@@ -158,7 +162,9 @@ def test_the_lowest_releases_admitted_pass_the_tests(
     request: pytest.FixtureRequest,
 ) -> None:
     """What the generated CI's lowest-direct job runs, on the oldest Python:
-    the tests, and mypy against the oldest Protean's type hints."""
+    the tests, and mypy against the oldest Protean's type hints. The `slow`
+    modules (a server's minutes-long outage) run once, with the newest
+    releases, in tests/test_server_packages.py."""
     name = backend.name if backend else "skeleton"
     package = render(template_src, tmp_path / "pkg", backend=name)
     env = {"UV_RESOLUTION": "lowest-direct", "UV_PYTHON": "3.11"}
@@ -167,6 +173,7 @@ def test_the_lowest_releases_admitted_pass_the_tests(
     run(uv(), "sync", cwd=package, env=env)
     resolved = run(uv(), "pip", "list", "--python", package / ".venv", cwd=package)
     assert re.search(r"^protean\s+0\.15\.0$", resolved, re.MULTILINE), resolved
-    output = run(uv(), "run", "--no-sync", "pytest", "-q", cwd=package, env=env)
+    pytest_args = ["pytest", "-q", "-m", "not cluster and not slow"]
+    output = run(uv(), "run", "--no-sync", *pytest_args, cwd=package, env=env)
     assert re.search(r"\d+ passed", output), output[-2000:]
     run(uv(), "run", "--no-sync", "mypy", cwd=package, env=env)

@@ -150,6 +150,7 @@ def test_a_protean_release_without_the_tests_says_so(
     )
 
 
+@pytest.mark.warm_server
 @pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_protean_generic_broker_tests_hold_on_each_server_backend(
     backend: Backend,

@@ -75,6 +75,7 @@ def test_without_a_server_the_tests_say_how_to_get_one(
         assert hint in skipping
 
 
+@pytest.mark.warm_server
 def test_a_lower_tier_declares_less_and_its_tests_follow(
     backend: Backend,
     template_src: Path,
