@@ -349,7 +349,9 @@ def test_the_updated_package_installs_and_passes_its_tests(
 # -- a genuine conflict ----------------------------------------------------------
 
 
-def test_a_genuine_conflict_is_reported_inline_not_resolved(tmp_path: Path) -> None:
+def a_package_whose_next_release_conflicts(tmp_path: Path) -> Path:
+    """A package at BASE whose author pinned pytest, and a release NEXT that
+    pins it otherwise on the same line."""
     template = snapshot_template(tmp_path / "template", tag=BASE)
     package = generate(template, tmp_path / "pkg", BASE)
     replace_once(package / "pyproject.toml", '"pytest>=8",', '"pytest>=8.2",')
@@ -358,6 +360,11 @@ def test_a_genuine_conflict_is_reported_inline_not_resolved(tmp_path: Path) -> N
         template / "template/pyproject.toml.jinja", '"pytest>=8",', '"pytest>=8.3",'
     )
     release(template, NEXT)
+    return package
+
+
+def test_a_genuine_conflict_is_reported_inline_not_resolved(tmp_path: Path) -> None:
+    package = a_package_whose_next_release_conflicts(tmp_path)
 
     update(package, NEXT, "genuine conflict")
 
@@ -531,14 +538,7 @@ def test_the_conflict_guard_refuses_a_marker_copier_leaves(
 
 
 def test_an_update_with_a_conflict_says_what_to_do_next(tmp_path: Path) -> None:
-    template = snapshot_template(tmp_path / "template", tag=BASE)
-    package = generate(template, tmp_path / "pkg", BASE)
-    replace_once(package / "pyproject.toml", '"pytest>=8",', '"pytest>=8.2",')
-    commit(package, "Author pins a newer pytest")
-    replace_once(
-        template / "template/pyproject.toml.jinja", '"pytest>=8",', '"pytest>=8.3",'
-    )
-    release(template, NEXT)
+    package = a_package_whose_next_release_conflicts(tmp_path)
 
     updated = copier_cli(
         "update", "--defaults", "--skip-answered", "--vcs-ref", NEXT, cwd=package
