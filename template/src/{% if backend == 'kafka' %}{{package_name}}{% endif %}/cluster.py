@@ -10,6 +10,12 @@ one that Kafka cannot answer because it refuses the credentials fails at once
 with `CredentialsRefused` rather than after its timeout. Topic creation for a
 caller that can leave it to a later call (``while_reachable``) gives up at once
 with `ClusterUnreachable` while no broker answers.
+
+Until a broker has answered this adapter instance once, every topic's first use
+asks first whether one answers, within ``PING_TIMEOUT_MS``: a wrong address, a
+stopped cluster or a listener of another protocol (TLS against plaintext, an
+HTTP port) then fails that soon with `ClusterUnreachable`, naming the
+addresses and what to check, instead of after a topic creation's timeout.
 """
 
 import logging
@@ -47,6 +53,17 @@ _EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 logger = logging.getLogger(__name__)
 
 _GRACE = 1.0
+# What an admin request fails with when no broker answered it.
+_UNANSWERED = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError._SSL,
+        KafkaError._DESTROY,
+    }
+)
 _VISIBLE_POLL = 0.05
 # How long one wait for a request lasts before the credentials are checked.
 _WAIT_SLICE = 0.05
@@ -109,7 +126,11 @@ class Cluster:
             logger.debug("Kafka admin client: %s", error)
 
     def _answer(
-        self, future: Future[Any], timeout: float, while_reachable: bool = False
+        self,
+        future: Future[Any],
+        timeout: float,
+        while_reachable: bool = False,
+        grace: float = _GRACE,
     ) -> Any:
         """The request's result, waiting at most ``timeout`` (+ grace) while
         serving the admin client's callbacks (nothing else polls it: its log
@@ -117,7 +138,7 @@ class Cluster:
         soon as Kafka is known to refuse the credentials, `ClusterUnreachable`
         (``while_reachable``) as soon as no broker answers, ``FutureTimeout``
         when no answer came in time."""
-        deadline = time.monotonic() + timeout + _GRACE
+        deadline = time.monotonic() + timeout + grace
         # Also when it is answered after this call gave up.
         future.add_done_callback(self._on_answer)
         admin = self._client()
@@ -153,6 +174,48 @@ class Cluster:
         )
         future.add_done_callback(self._on_answer)
         return future
+
+    def first_contact(self, timeout: float | None = None) -> None:
+        """Until a broker has answered this instance once, ask whether one
+        does, within ``PING_TIMEOUT_MS`` (or ``timeout``, if shorter), and
+        raise `ClusterUnreachable` naming what to check if none does. The
+        outage is logged once; while it lasts this raises at once, and the
+        reachability watch asks again in the background."""
+        reachability = self._reachability
+        if reachability.heard:
+            return
+        if reachability.down:
+            reachability.check()
+            raise self._unreachable("has answered yet")
+        wait_for = self._settings.ping_timeout
+        if timeout is not None:
+            wait_for = min(wait_for, timeout)
+        future = self._client().describe_cluster(request_timeout=wait_for)
+        try:
+            self._answer(future, wait_for, grace=0.5)
+        except FutureTimeout:
+            reason = "timed out"
+        except KafkaException as exc:
+            if _code(exc) not in _UNANSWERED:
+                reachability.answered()  # a broker answered, with an error
+                return
+            code = _code(exc)
+            reason = "timed out" if code == KafkaError._TIMED_OUT else str(exc)
+        else:
+            return
+        if reachability.heard:  # another client heard from a broker meanwhile
+            return
+        reachability.unanswered(reason)
+        raise self._unreachable(f"answered within {wait_for:g}s")
+
+    def _unreachable(self, what: str) -> ClusterUnreachable:
+        reason = self._reachability.reason
+        return ClusterUnreachable(
+            f"Kafka is unreachable: no broker of BOOTSTRAP_SERVERS="
+            f"{self._settings.bootstrap_servers} {what}"
+            + (f" (librdkafka: {reason})" if reason else "")
+            + f". {self._reachability.advice()}"
+        )
 
     def _metadata(self, topic: str | None, timeout: float) -> Any:
         """``list_topics``, which blocks: asked only while the credentials are
@@ -197,7 +260,10 @@ class Cluster:
         twice at once is harmless (the loser sees "already exists"), so no lock
         makes one topic's creation wait for another's.
         """
-        if topic in self._ready or not self._settings.create_topics:
+        if topic in self._ready:
+            return
+        self.first_contact(timeout)
+        if not self._settings.create_topics:
             return
         self._client().poll(0)  # learn of an outage the clients already reported
         if while_reachable and self._reachability.down:
@@ -239,6 +305,7 @@ class Cluster:
         if self._settings.create_topics:
             self.ensure_topic(topic, compacted=compacted)
             return
+        self.first_contact()
         if not self.partitions(topic):
             kind = " (cleanup.policy=compact)" if compacted else ""
             raise TopicMissing(

@@ -57,9 +57,13 @@ class Reachability:
     """Whether any broker of ``bootstrap_servers`` answers the clients of one
     adapter instance."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, security_protocol: str = "") -> None:
         self._servers = bootstrap_servers
+        self._security = (security_protocol or "PLAINTEXT").upper()
         self._lock = threading.Lock()
+        # Some broker answered this adapter instance once: its address and
+        # security settings are right.
+        self._heard = False
         # Monotonic time the outage was noticed; None while Kafka answers.
         self._down_since: float | None = None
         self._reason = ""
@@ -73,6 +77,11 @@ class Reachability:
 
     def probe_with(self, probe: Probe) -> None:
         self._probe = probe
+
+    @property
+    def heard(self) -> bool:
+        """A broker answered one of the clients since they were made."""
+        return self._heard
 
     @property
     def down(self) -> bool:
@@ -99,6 +108,38 @@ class Reachability:
         with self._lock:
             self._suspect = True
 
+    @property
+    def reason(self) -> str:
+        """librdkafka's last word on a failed connection, if any."""
+        return self._reason
+
+    def unanswered(self, reason: str) -> None:
+        """No broker answered a question asked within ``PING_TIMEOUT_MS``:
+        the outage begins now (and is logged), unless it already did."""
+        with self._lock:
+            self._suspect = True
+            self._reason = self._reason or reason
+        self._unanswered()
+
+    def advice(self) -> str:
+        """What to check when no broker answers."""
+        advice = (
+            f"Check that BOOTSTRAP_SERVERS={self._servers} names the cluster's "
+            "listeners, that Kafka is running there and that this host can reach "
+            f"it (network, DNS, firewall), and that the listener speaks "
+            f"{self._security}: "
+        )
+        if self._security == "PLAINTEXT":
+            return advice + (
+                "a TLS or SASL listener needs security.protocol (and the sasl.* "
+                "settings) in CLIENT_CONFIG."
+            )
+        return advice + (
+            f"CLIENT_CONFIG's security.protocol={self._security} gets no answer "
+            "from a PLAINTEXT listener (such as the tests' dev node), nor from a "
+            "listener of another protocol."
+        )
+
     def _unanswered(self) -> None:
         """The probe went unanswered after a client found every broker down."""
         with self._lock:
@@ -111,16 +152,17 @@ class Reachability:
         if announce:
             logger.warning(
                 "Kafka is unreachable: no broker of BOOTSTRAP_SERVERS=%s answers "
-                "(librdkafka: %s). Check that value, that the cluster is running "
-                "and that this host can reach it (network, DNS, firewall). Reads "
-                "return nothing and publishes fail until it answers; the clients "
-                "reconnect by themselves, and say so here once they do.",
+                "(librdkafka: %s). %s Reads return nothing and publishes fail "
+                "until it answers; the clients reconnect by themselves, and say "
+                "so here once they do.",
                 self._servers,
                 reason,
+                self.advice(),
             )
 
     def answered(self) -> None:
         """Kafka answered one of the clients: the outage, if any, is over."""
+        self._heard = True
         if self._down_since is None and not self._suspect:  # usual, lock-free
             return
         with self._lock:
