@@ -265,6 +265,7 @@ def test_the_partitioning_tier_raises_the_protean_floor(
 
 README_HEADINGS = [
     "Install",
+    "Use it in an app",
     "Configure",
     "What it guarantees",
     "When things go wrong",
