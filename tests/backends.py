@@ -3,7 +3,7 @@
 A template test that holds for every server backend is parametrized over
 ``SERVER_BACKENDS`` and reads what differs from the row, so that a new backend
 is a row here (and a session fixture in conftest.py that starts its warm
-server), never a copied test module. See "Adding a backend" in docs/maintainers.md.
+server), never a copied test module. See "Adding a backend" in .github/CONTRIBUTING.md.
 """
 
 from __future__ import annotations
