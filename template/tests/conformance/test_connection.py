@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -34,6 +35,35 @@ def test_publish_reconnects_by_itself_after_close(
 ) -> None:
     close_broker(broker)
     assert broker.publish(stream, {"n": 1})
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+def test_close_racing_other_threads_loses_no_publish(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """Protean calls one broker from its event loop and worker threads: a
+    `close` on one must not break a call another is making."""
+    errors: list[BaseException] = []
+    published: list[str] = []
+
+    def publish_and_close(worker: int) -> None:
+        try:
+            for n in range(10):
+                identifier = broker.publish(stream, {"worker": worker, "n": n})
+                assert identifier
+                published.append(identifier)
+                close_broker(broker)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=publish_and_close, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    received = read_until(stream, group, len(published))
+    assert sorted(i for i, _ in received) == sorted(published)
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
