@@ -37,7 +37,7 @@ def test_publish_reconnects_by_itself_after_close(
     assert broker.publish(stream, {"n": 1})
 
 
-@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@PUBLISH
 def test_close_racing_other_threads_loses_no_publish(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -62,8 +62,10 @@ def test_close_racing_other_threads_loses_no_publish(
     for thread in threads:
         thread.join()
     assert errors == []
-    received = read_until(stream, group, len(published))
-    assert sorted(i for i, _ in received) == sorted(published)
+    assert len(set(published)) == 40
+    if broker.has_capability(BrokerCapabilities.CONSUMER_GROUPS):
+        received = read_until(stream, group, len(published))
+        assert sorted(i for i, _ in received) == sorted(published)
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
