@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
+from tests.conformance.reasons import REDIS_REDELIVERS_PENDING
 from tests.conftest import BrokerFactory, ReadUntil
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.ACK_NACK)
@@ -103,3 +107,44 @@ def test_an_unacked_delivery_comes_back_after_message_timeout(
     [(identifier, _)] = read_until(stream, group, 1, via=impatient)
     assert [i for i, _ in read_until(stream, group, 1, via=impatient)] == [identifier]
     assert impatient.ack(stream, identifier, group) is True
+
+
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker hands a nacked message out again at once, whatever "
+    "`retry_delay` and `backoff_multiplier` say",
+)
+def test_each_nack_waits_longer_before_the_message_comes_back(
+    another_broker: BrokerFactory, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """The n-th nack waits `retry_delay * backoff_multiplier ** (n - 1)`: a
+    broker that forgets the count retries a failing handler at full speed."""
+    slow = another_broker(retry_delay=0.3, backoff_multiplier=4.0)
+    slow.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1, via=slow)
+    waits = []
+    for _ in range(2):
+        assert slow.nack(stream, identifier, group) is True
+        nacked = time.monotonic()
+        assert [i for i, _ in read_until(stream, group, 1, via=slow)] == [identifier]
+        waits.append(time.monotonic() - nacked)
+    assert 0.25 <= waits[0] < 1.0 <= waits[1], waits
+    assert slow.ack(stream, identifier, group) is True
+
+
+@REDIS_REDELIVERS_PENDING
+def test_read_returns_at_most_the_number_asked_while_retries_are_due(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, patience: float
+) -> None:
+    published = [broker.publish(stream, {"n": n}) for n in range(3)]
+    for identifier, _ in read_until(stream, group, 3):
+        assert broker.nack(stream, identifier, group) is True
+    published += [broker.publish(stream, {"n": n}) for n in (3, 4)]
+    received: list[str] = []
+    deadline = time.monotonic() + patience
+    while len(received) < len(published) and time.monotonic() < deadline:
+        batch = broker.read(stream, group, 2)
+        assert len(batch) <= 2
+        received += [identifier for identifier, _ in batch]
+    # Retried or new, each comes back once: none is handed out twice unsettled.
+    assert Counter(received) == Counter(published)

@@ -38,6 +38,11 @@ def test_publish_reconnects_by_itself_after_close(
 
 
 @PUBLISH
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker's close() disconnects the connections other threads "
+    "are publishing on, and their publishes fail with ConnectionError",
+)
 def test_close_racing_other_threads_loses_no_publish(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -110,3 +115,12 @@ def test_a_read_failing_once_on_a_connection_is_retried_by_protean(
             break
     assert not failures
     assert [i for i, _ in messages] == [identifier]
+
+
+def test_the_broker_keeps_its_name_and_settings(
+    broker: BaseBroker, broker_settings: dict[str, Any]
+) -> None:
+    """Protean's engine and CLI find a broker by its name, and another
+    instance is built from its settings."""
+    assert broker.name == "default"
+    assert {key: broker.conn_info[key] for key in broker_settings} == broker_settings

@@ -91,10 +91,13 @@ def test_only_streams_named_exactly_stream_dlq_count_as_dead_letters(
     broker: BaseBroker, stream: str
 ) -> None:
     """Protean writes dead letters to `<stream>:dlq`; other names are streams."""
+    names = [f"{stream}:DLQ", f"{stream}:dlq-audit", f"{stream}:dlq:2"]
+    if not broker.has_capability(BrokerCapabilities.DEAD_LETTER_QUEUE):
+        names.append(f"{stream}:dlq")  # without dead letters, a stream like any
     before = counts(broker)
-    for name in (f"{stream}:DLQ", f"{stream}:dlq-audit", f"{stream}:dlq:2"):
+    for name in names:
         broker.publish(name, {"n": 1})
-    assert moved(before, counts(broker)) == {"total_messages": 3}
+    assert moved(before, counts(broker)) == {"total_messages": len(names)}
 
 
 @pytest.mark.requires(BrokerCapabilities.ACK_NACK)
@@ -151,6 +154,7 @@ def test_info_describes_each_group_as_protean_subscriptions_reads_it(
     read_until(stream, group, 1)
     entry = broker.info()["consumer_groups"][group]
     assert isinstance(entry["consumers"], list)
+    assert all(entry["consumers"])  # each consumer by its name
     assert entry["consumer_count"] == len(entry["consumers"]) >= 1
     # Wall-clock seconds: a monotonic reading means nothing in another process.
     assert abs(entry["created_at"] - time.time()) < 600
@@ -170,6 +174,72 @@ def test_info_pending_counts_what_the_group_has_not_finished(
     assert pending == (3 if broker.has_capability(BrokerCapabilities.ACK_NACK) else 2)
 
 
+def variants(name: str) -> list[str]:
+    """The name, one it is a prefix of, and one that differs only in case."""
+    return [name, f"{name}x", name.upper()]
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@INLINE_SPLITS_GROUP_KEYS
+def test_streams_and_groups_with_like_names_are_counted_apart(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    streams, groups = variants(stream), variants(group)
+    before = counts(broker)
+    for n, name in enumerate(streams):
+        for _ in range(n + 1):
+            broker.publish(name, {"n": n})
+    for name, each in zip(streams, groups, strict=True):
+        assert len(read_until(name, each, 1)) == 1
+    acking = broker.has_capability(BrokerCapabilities.ACK_NACK)
+    expected = {"total_messages": 6, **({"in_flight": 3} if acking else {})}
+    assert moved(before, counts(broker)) == expected
+    found = details(broker)
+    assert all(found["streams"]["names"].count(name) == 1 for name in streams)
+    assert all(found["consumer_groups"]["names"].count(g) == 1 for g in groups)
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@PENDING_IS_THE_BACKLOG
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_SPLITS_GROUP_KEYS
+def test_info_adds_up_a_group_over_its_streams(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """A subscription's pending is what its group has not finished in every
+    stream it reads; groups of like names keep their own."""
+    streams, groups = variants(stream), variants(group)
+    for n, name in enumerate(streams):
+        for _ in range(n + 1):
+            broker.publish(name, {"n": n})
+    for name in streams:
+        assert len(read_until(name, group, 1)) == 1
+    assert len(read_until(streams[2], groups[1], 1)) == 1
+    found = broker.info()["consumer_groups"]
+    acking = broker.has_capability(BrokerCapabilities.ACK_NACK)
+    assert found[group]["pending"] == (6 if acking else 3)
+    per_stream = [found[group]["streams"][name]["pending"] for name in streams]
+    assert per_stream == ([1, 2, 3] if acking else [0, 1, 2])
+    assert len(found[group]["streams"]) == 3
+    assert found[groups[1]]["pending"] == (3 if acking else 2)
+    assert list(found[groups[1]]["streams"]) == [streams[2]]
+    assert groups[2] not in found
+
+
+@pytest.mark.requires(BrokerCapabilities.ACK_NACK)
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_SPLITS_GROUP_KEYS
+def test_info_pending_keeps_messages_awaiting_their_retry(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    for n in range(2):
+        broker.publish(stream, {"n": n})
+    [(first, _), (second, _)] = read_until(stream, group, 2)
+    assert broker.nack(stream, first, group) is True
+    assert broker.ack(stream, second, group) is True
+    assert broker.info()["consumer_groups"][group]["pending"] == 1
+
+
 RETRY_NAMES = ("max_retries", "retry_delay", "message_timeout", "enable_dlq")
 
 
@@ -184,14 +254,23 @@ def test_retry_settings_sit_where_protean_reads_them(broker: BaseBroker) -> None
     assert details(broker)["configuration"]["max_retries"] == 7
 
 
-@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
-@pytest.mark.beyond_protean(
+TRIMS = pytest.mark.beyond_protean(
     "inline",
     "redis",
     reason="Protean calls `trim` from 0.18, when a subscription sets "
     "`retention_maxlen`; InlineBroker keeps the default, which trims nothing, "
     "and earlier releases have no `trim`",
 )
+
+
+def trim(broker: BaseBroker, stream: str, maxlen: int) -> int:
+    """`broker.trim`, which `BaseBroker` declares only from Protean 0.18."""
+    removed: int = broker.trim(stream, maxlen)  # type: ignore[attr-defined,unused-ignore]
+    return removed
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@TRIMS
 def test_trim_keeps_what_a_group_still_needs(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
@@ -205,7 +284,66 @@ def test_trim_keeps_what_a_group_still_needs(
     before = counts(broker)
     # The two acked (or, without ACK_NACK, the three read) are all it may remove.
     done = 2 if acking else 3
-    assert broker.trim(stream, 1) == done  # type: ignore[attr-defined,unused-ignore]
+    assert trim(broker, stream, 1) == done
     assert moved(before, counts(broker)) == {"total_messages": -done}
     rest = [identifier for identifier, _ in read_until(stream, group, 2)]
     assert rest == published[3:]
+
+
+def read_and_finish(
+    broker: BaseBroker, stream: str, group: str, count: int, read_until: ReadUntil
+) -> None:
+    """Read `count` messages in `group` and ack them (reading is enough without
+    ACK_NACK)."""
+    received = read_until(stream, group, count)
+    assert len(received) == count
+    for identifier, _ in received:
+        broker.ack(stream, identifier, group)
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@TRIMS
+def test_trim_waits_for_the_slowest_group_and_keeps_maxlen(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """Every group of the stream counts, and only those: a group of a stream
+    whose name starts the same holds nothing back."""
+    for n in range(6):
+        broker.publish(stream, {"n": n})
+    read_and_finish(broker, stream, f"{group}-fast", 6, read_until)
+    read_and_finish(broker, stream, f"{group}-slow", 2, read_until)
+    neighbour = f"{stream}x"
+    broker.publish(neighbour, {"n": 0})
+    broker._ensure_group(f"{group}-idle", neighbour)
+    assert trim(broker, stream, 10) == 0  # fewer than maxlen
+    assert trim(broker, stream, 6) == 0  # exactly maxlen
+    assert trim(broker, stream, 1) == 2  # what the slow group finished
+    read_and_finish(broker, stream, f"{group}-slow", 4, read_until)
+    assert trim(broker, stream, 1) == 3  # all it may, keeping one
+    assert trim(broker, neighbour, 0) == 0  # its group has read nothing
+    assert trim(broker, f"{stream}-never-published", 5) == 0
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@TRIMS
+def test_trim_of_a_stream_no_group_reads_keeps_the_newest(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    published = [broker.publish(stream, {"n": n}) for n in range(3)]
+    assert trim(broker, stream, 1) == 2
+    assert [i for i, _ in read_until(stream, group, 1)] == published[2:]
+
+
+@pytest.mark.requires(BrokerCapabilities.ACK_NACK)
+@TRIMS
+def test_trim_keeps_a_message_awaiting_its_retry(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    published = [broker.publish(stream, {"n": n}) for n in range(2)]
+    [(first, _), (second, _)] = read_until(stream, group, 2)
+    assert broker.nack(stream, first, group) is True
+    assert broker.ack(stream, second, group) is True
+    assert trim(broker, stream, 0) == 0  # the nacked one comes first
+    assert [i for i, _ in read_until(stream, group, 1)] == [published[0]]
+    assert broker.ack(stream, first, group) is True
+    assert trim(broker, stream, 0) == 2
