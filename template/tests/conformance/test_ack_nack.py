@@ -134,12 +134,18 @@ def test_each_nack_waits_longer_before_the_message_comes_back(
 
 @REDIS_REDELIVERS_PENDING
 def test_read_returns_at_most_the_number_asked_while_retries_are_due(
-    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, patience: float
+    broker: BaseBroker,
+    stream: str,
+    group: str,
+    read_until: ReadUntil,
+    patience: float,
+    quiet: float,
 ) -> None:
     published = [broker.publish(stream, {"n": n}) for n in range(3)]
     for identifier, _ in read_until(stream, group, 3):
         assert broker.nack(stream, identifier, group) is True
     published += [broker.publish(stream, {"n": n}) for n in (3, 4)]
+    time.sleep(quiet)  # the test settings' retry_delay is shorter: retries are due
     received: list[str] = []
     deadline = time.monotonic() + patience
     while len(received) < len(published) and time.monotonic() < deadline:
