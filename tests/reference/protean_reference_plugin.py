@@ -54,8 +54,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in MARKERS:
             for marker in item.iter_markers(name):
                 before = marker.kwargs.get("before")
-                if PROVIDER in marker.args and (
-                    before is None or Version(before) > PROTEAN
+                since = marker.kwargs.get("since")
+                if (
+                    PROVIDER in marker.args
+                    and (before is None or Version(before) > PROTEAN)
+                    and (since is None or Version(since) <= PROTEAN)
                 ):
                     reason = f"{name}: {marker.kwargs['reason']}"
                     item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

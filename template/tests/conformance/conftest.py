@@ -20,9 +20,10 @@ SERVER_EXTRA = ("fastapi", "uvicorn", "jinja2")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "beyond_protean(*providers, reason, before=None): the test checks more "
-        "than Protean's contract, which the named Protean brokers (before that "
-        "release) do not do; the reason says why the suite asks for it",
+        "beyond_protean(*providers, reason, before=None, since=None): the test "
+        "checks more than Protean's contract, which the named Protean brokers "
+        "(before or since that release) do not do; the reason says why the "
+        "suite asks for it",
     )
     config.addinivalue_line(
         "markers",

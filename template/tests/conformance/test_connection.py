@@ -40,6 +40,7 @@ def test_publish_reconnects_by_itself_after_close(
 @PUBLISH
 @pytest.mark.beyond_protean(
     "redis",
+    since="0.16",
     reason="RedisBroker's close() disconnects the connections other threads "
     "are publishing on, and their publishes fail with ConnectionError",
 )

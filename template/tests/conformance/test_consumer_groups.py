@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
-from tests.conformance.reasons import INLINE_SPLITS_GROUP_KEYS, REDIS_REDELIVERS_PENDING
+from tests.conformance.reasons import (
+    INLINE_SPLITS_GROUP_KEYS,
+    REDIS_REDELIVERS_PENDING,
+    REDIS_SPLITS_GROUP_KEYS,
+)
 from tests.conftest import ReadUntil
 
 pytestmark = pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
@@ -40,6 +44,7 @@ def test_ensure_group_is_idempotent(
 
 
 @INLINE_SPLITS_GROUP_KEYS
+@REDIS_SPLITS_GROUP_KEYS
 def test_a_group_ensured_before_it_reads_is_listed(
     broker: BaseBroker, stream: str, group: str
 ) -> None:

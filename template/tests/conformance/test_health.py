@@ -181,6 +181,7 @@ def variants(name: str) -> list[str]:
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
 @INLINE_SPLITS_GROUP_KEYS
+@REDIS_SPLITS_GROUP_KEYS
 def test_streams_and_groups_with_like_names_are_counted_apart(
     broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
 ) -> None:
