@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import BACKENDS, TIERS, UNSUPPORTED, render
+from tests.conftest import (
+    BACKENDS,
+    REPO_ROOT,
+    TIERS,
+    UNSUPPORTED,
+    render,
+)
+from tests.test_protean_generic_tests import SHIPPING
+from tests.test_protean_versions import RELEASES
 
 LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%")
 
@@ -261,6 +269,22 @@ def test_the_partitioning_tier_raises_the_protean_floor(
     )
     assert '"protean>=0.15.0,<0.19"' in (low / "pyproject.toml").read_text()
     assert '"protean>=0.17.1,<0.19"' in (high / "pyproject.toml").read_text()
+
+
+def test_the_readme_states_the_protean_range_and_the_releases_tested(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """The range is what the packages declare, and the README says which releases
+    the matrix runs, never that the range holds only those."""
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    for tier in ("reliable_messaging", "enterprise_streaming"):
+        package = render(template_src, tmp_path / tier, capability_tier=tier)
+        project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+        [declared] = [d for d in project["dependencies"] if d.startswith("protean")]
+        assert f"`{declared.removeprefix('protean')}`" in readme, tier
+    for release in (*RELEASES, *SHIPPING):
+        assert release in readme
+    assert "allows exactly" not in readme
 
 
 README_HEADINGS = [
