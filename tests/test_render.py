@@ -111,6 +111,16 @@ def test_each_backend_gets_only_its_own_files(rendered: Path) -> None:
     assert ("aiormq" in broker) is rabbitmq
 
 
+def test_the_shared_modules_name_only_their_own_backends_client(
+    rendered: Path,
+) -> None:
+    """The modules every backend gets speak of the client the package has."""
+    kafka = answers_of(rendered)["backend"] == "kafka"
+    for module in (rendered / "src/protean_acme").glob("*.py"):
+        text = module.read_text()
+        assert kafka or not re.search("librdkafka|confluent", text), module.name
+
+
 def test_the_answers_file_can_drive_copier_update(rendered: Path) -> None:
     answers = answers_of(rendered)
     assert answers["_commit"] == "v0.0.0"
