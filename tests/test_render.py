@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import tomllib
@@ -334,3 +335,30 @@ def test_the_readme_is_organised_for_looking_things_up(rendered: Path) -> None:
     assert [h for h in headings if h in README_HEADINGS] == README_HEADINGS
     longest = max(prose_paragraphs(readme), key=len)
     assert len(longest) <= LONGEST_PARAGRAPH, "\n".join(longest)
+
+
+def deselecting_markers(package: Path) -> set[str]:
+    """The markers whose tests a plain `pytest` deselects, by their descriptions:
+    the ones `pyproject.toml` declares and the conformance conftest registers."""
+    pyproject = tomllib.loads((package / "pyproject.toml").read_text())
+    lines = list(pyproject["tool"]["pytest"]["ini_options"]["markers"])
+    conftest = ast.parse((package / "tests/conformance/conftest.py").read_text())
+    for call in ast.walk(conftest):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "addinivalue_line"
+            and [ast.literal_eval(arg) for arg in call.args[:1]] == ["markers"]
+        ):
+            lines.append(ast.literal_eval(call.args[1]))
+    return {re.split(r"[(:]", line)[0] for line in lines if "deselected" in line}
+
+
+def test_develop_and_test_says_what_a_plain_run_deselects(rendered: Path) -> None:
+    """pytest's summary says `N deselected`: the README says which and why."""
+    readme = (rendered / "README.md").read_text()
+    section = readme.split("\n## Develop and test\n")[1].split("\n## ")[0]
+    markers = deselecting_markers(rendered)
+    assert "protean_server" in markers
+    for marker in markers:
+        assert f"`{marker}`" in section, marker
