@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import io
 import re
 import subprocess
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -362,3 +365,34 @@ def test_develop_and_test_says_what_a_plain_run_deselects(rendered: Path) -> Non
     assert "protean_server" in markers
     for marker in markers:
         assert f"`{marker}`" in section, marker
+
+
+def test_protean_suite_gives_protean_the_configuration_file_it_looks_for(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """Protean's tests that build a `Domain` of their own look for `domain.toml`
+    up to two folders above them and warn when there is none: the runner puts
+    an empty one in the unpacked tests, and in a cache unpacked before it did."""
+    package = render(template_src, tmp_path / "pkg")
+    spec = importlib.util.spec_from_file_location(
+        "protean_suite_main", package / "tests/protean_suite/__main__.py"
+    )
+    assert spec is not None and spec.loader is not None
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+
+    sdist = tmp_path / "protean-9.9.9.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name in (runner.ELEMENTS, f"{runner.GENERIC}test_routing.py"):
+            member = tarfile.TarInfo(f"protean-9.9.9/{name}")
+            archive.addfile(member, io.BytesIO(b""))
+    cache = tmp_path / "cache"
+    assert runner.unpack(sdist, cache)
+    tests = cache / runner.PACKAGE / "generic"
+    assert (tests / "test_routing.py").is_file()
+    config = tests.parent / "domain.toml"
+    assert tomllib.loads(config.read_text()) == {}
+
+    config.unlink()  # a cache unpacked by an earlier version of the runner
+    assert runner.unpack(sdist, cache)
+    assert config.is_file()

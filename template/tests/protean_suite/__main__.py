@@ -56,6 +56,7 @@ def unpack(sdist: Path, destination: Path) -> bool:
     ``destination``; False when this release's sdist does not ship them."""
     package = destination / PACKAGE
     if (package / "generic").is_dir():
+        configure(package)
         return True
     with tarfile.open(sdist) as archive:
         wanted = {}
@@ -80,7 +81,19 @@ def unpack(sdist: Path, destination: Path) -> bool:
     # Its own configuration, so no pytest settings above the cache apply.
     (destination / "pytest.ini").write_text("[pytest]\n")
     staging.rename(package)
+    configure(package)
     return True
+
+
+def configure(package: Path) -> None:
+    """Give the tests that build a `Domain` of their own the configuration file
+    Protean looks for beside them (up to two folders up), which it warns about
+    missing: an empty one, so they run on Protean's defaults as before."""
+    config = package / "domain.toml"
+    if not config.exists():
+        config.write_text(
+            "# Protean's defaults: the generic tests configure their domains in code.\n"
+        )
 
 
 def main(arguments: list[str]) -> int:
