@@ -396,3 +396,16 @@ def test_protean_suite_gives_protean_the_configuration_file_it_looks_for(
     config.unlink()  # a cache unpacked by an earlier version of the runner
     assert runner.unpack(sdist, cache)
     assert config.is_file()
+
+
+def test_every_test_module_the_readme_runs_is_in_the_package(rendered: Path) -> None:
+    """A `python -m tests.<module>` the README shows runs in the package, not
+    only in the template's repository (as its benchmark does)."""
+    readme = (rendered / "README.md").read_text()
+    modules = set(re.findall(r"python -m (tests(?:\.\w+)+)", readme))
+    assert "tests.protean_suite" in modules
+    for module in modules:
+        path = rendered / module.replace(".", "/")
+        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), (
+            module
+        )
