@@ -409,3 +409,26 @@ def test_every_test_module_the_readme_runs_is_in_the_package(rendered: Path) -> 
         assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), (
             module
         )
+
+
+def test_the_quick_start_installs_the_package_with_uv_poetry_or_pip(
+    template_src: Path, tmp_path: Path
+) -> None:
+    """Not everyone has uv: the Quick start gives each install the generated
+    README's "Develop and test" shows, written the same way."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    quick_start = readme.split("\n## Quick start\n")[1].split("\n## ")[0]
+    generated = (render(template_src, tmp_path / "pkg") / "README.md").read_text()
+    develop = generated.split("\n## Develop and test\n")[1].split("\n## ")[0]
+    for command in (
+        "uv sync",
+        "uv run pytest",
+        "poetry install",
+        "poetry run pytest",
+        ".venv/bin/python -m pip install --upgrade pip",
+        ".venv/bin/python -m pip install -e . --group dev",
+        ".venv/bin/pytest",
+    ):
+        assert command in quick_start, command
+        assert command in develop, command
+    assert "pipx install copier" in quick_start
