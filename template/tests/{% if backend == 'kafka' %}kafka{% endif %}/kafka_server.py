@@ -41,8 +41,7 @@ import subprocess
 import sys
 import time
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -139,33 +138,11 @@ class KafkaHarnessError(core.HarnessError):
     """The broker could not be resolved, formatted, started or stopped."""
 
 
-def kafka_version() -> str:
-    """Read the pinned version from the POM so it is set in one place only."""
-    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    node = ET.parse(POM).find("m:properties/m:kafka.version", ns)
-    if node is None or not node.text:
-        raise KafkaHarnessError(f"no <kafka.version> property in {POM}")
-    return node.text.strip()
-
-
-def cache_root() -> Path:
-    """Where the jars and dev nodes live; ``KAFKA_HARNESS_CACHE`` overrides it."""
-    return core.user_cache("KAFKA_HARNESS_CACHE")
-
-
-def _artifact_dir() -> Path:
-    return cache_root() / f"kafka-{kafka_version()}" / "lib"
-
-
-def missing_tools() -> list[str]:
-    """What this machine lacks to start a node: ``java``, and ``mvn`` only while
-    the jars are not cached yet. Empty when a node can be started."""
-    return core.jvm_missing_tools(POM, _artifact_dir())
-
-
-def ensure_artifacts() -> Path:
-    """Return the broker's classpath folder, running Maven only on a cold cache."""
-    return core.fetch_jars(POM, _artifact_dir())
+JARS = core.MavenJars(POM, "kafka", "KAFKA_HARNESS_CACHE")
+kafka_version = JARS.version
+cache_root = JARS.cache  # where the jars and dev nodes live
+missing_tools = JARS.missing_tools
+ensure_artifacts = JARS.ensure
 
 
 def random_cluster_id() -> str:
@@ -623,6 +600,7 @@ class KafkaDevNode(core.DevNode[KafkaServer]):
 
     name = "Kafka"
     variable = "KAFKA_BOOTSTRAP_SERVERS"
+    jars = JARS
 
     def make(self, data_dir: Path) -> KafkaServer:
         return KafkaServer(data_dir, detach=True)
@@ -655,16 +633,6 @@ class KafkaDevNode(core.DevNode[KafkaServer]):
 
     def address(self, node: KafkaServer) -> str:
         return node.bootstrap_servers
-
-    def commands(self) -> dict[str, Callable[[], int]]:
-        return {**super().commands(), "fetch": self.fetch}
-
-    def fetch(self) -> int:
-        started = time.monotonic()
-        lib = ensure_artifacts()
-        took = time.monotonic() - started
-        print(f"Kafka {kafka_version()} jars in {lib} ({took:.1f}s)")
-        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from tests.consumers import drain, wait_for
 from tests.kafka.conftest import BrokerFactory
-from tests.kafka.helpers import committed, drain, publishes, wait_for
+from tests.kafka.helpers import committed, publishes
 from tests.kafka.test_kafka import Names, aggregate_message, ids_of
 
 # A dead-letter write that waited for Kafka would take this long.
