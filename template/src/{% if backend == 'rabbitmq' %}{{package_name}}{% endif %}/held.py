@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 # Messages a chunk copies and confirms at once.
 CHUNK = 500
+# Seconds a chunk's confirmations (and its log record's) are awaited, at least:
+# no caller waits on a copy, and a chunk given up while RabbitMQ was still
+# storing it, on a busy node, would be copied again when the copy resumes.
+CHUNK_PATIENCE = 60.0
 
 Send = Callable[[str, str, Sequence[Outgoing], float], Awaitable[None]]
 SendEach = Callable[
@@ -214,14 +218,15 @@ class HeldCopies:
             if chunk:
                 # What was confirmed is logged, even when the rest was not: a
                 # group queue at its length limit takes part of a chunk.
-                failures = await self._send_each("", queue_name, chunk, timeout)
+                patience = max(timeout, CHUNK_PATIENCE)
+                failures = await self._send_each("", queue_name, chunk, patience)
                 confirmed = [
                     key
                     for key, failure in zip(keys, failures, strict=True)
                     if failure is None
                 ]
                 if confirmed:
-                    await self._record(log_name, confirmed, timeout)
+                    await self._record(log_name, confirmed, patience)
                 refused = [failure for failure in failures if failure is not None]
                 if refused:
                     raise refused[0]
