@@ -125,9 +125,18 @@ class GroupConsumer:
         reachability: Reachability,
         stale_end: StaleEnd,
     ) -> None:
-        self.consumer = Consumer(
-            {**config, "on_commit": self._on_commit, "error_cb": self._on_error}
-        )
+        self._config = {
+            **config,
+            "on_commit": self._on_commit,
+            "error_cb": self._on_error,
+        }
+        # The librdkafka consumer, made by `join` at the first read and closed
+        # by `let_go` when reads stop: a group member only while it reads.
+        self.consumer: Consumer
+        self._member = False
+        # Bumped at each join and let-go: callbacks of a client that left are
+        # ignored (its partitions were handed over when it let go).
+        self._generation = 0
         # Set when librdkafka declares this client unusable: the broker then
         # replaces it, as it replaces a failed producer.
         self.broken = False
@@ -187,19 +196,96 @@ class GroupConsumer:
 
     # -- group membership -------------------------------------------------
 
-    def start(self) -> None:
-        """Subscribe without waiting for the group to assign partitions.
+    @property
+    def member(self) -> bool:
+        """Whether this process is a member of the group (it reads)."""
+        return self._member
 
-        librdkafka joins in the background (at least the cluster's
-        ``group.initial.rebalance.delay.ms``, 3 s by default), so many groups
-        join at once; the first read waits for the join, bounded by its timeout.
+    def join(self) -> None:
+        """Make the librdkafka consumer and subscribe, without waiting for the
+        group to assign partitions (called by the first read, under
+        ``_polling``, or by a test that wraps the client before it reads).
+
+        Only a reader joins: a member that never reads would keep its
+        partitions, and their messages, from the processes that do. librdkafka
+        joins in the background (at least the cluster's
+        ``group.initial.rebalance.delay.ms``, 3 s by default); the read waits
+        for the join, bounded by its timeout.
         """
+        with self._lock:
+            if self._member or self._closed:
+                return
+            self._generation += 1
+            generation = self._generation
+            self.consumer = Consumer(self._config)
+            self._member = True
+
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if generation == self._generation:
+                self._on_assign(consumer, partitions)
+
+        def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if generation == self._generation:
+                self._on_revoke(consumer, partitions)
+
+        def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if generation == self._generation:
+                self._on_lost(consumer, partitions)
+
         self.consumer.subscribe(
-            [self.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            [self.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
+
+    def let_go(self, since: float) -> bool:
+        """Leave the group if no caller read, acked or nacked since ``since``
+        (monotonic); True if it left.
+
+        What it fetched and had not handed out goes back to Kafka uncounted
+        (committed as a clean handover); a delivery handed out less than
+        ``message_timeout`` ago keeps it a member (its handler may still ack
+        it), one handed out longer ago goes back as an expired one would; a
+        dead-letter write under way keeps it too. The next read joins again.
+        """
+        if not self._polling.acquire(blocking=False):
+            return False  # a reader polls: not idle
+        try:
+            with self._lock:
+                if not self._member or self._closed or self.last_used >= since:
+                    return False
+                handed_after = time.monotonic() - self._settings.message_timeout
+                if self._parking or any(
+                    d.delivered_at > handed_after for d in self._inflight.values()
+                ):
+                    return False
+                offsets = self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
+                self._drop(set(self._partitions))
+                self._ready.clear()
+                self._inflight.clear()
+                self._waiting.clear()
+                self._starts.clear()
+                self._joined = False
+                self._member = False
+                self.has_read = False
+                self._generation += 1
+                client = self.consumer
+            self._send_commit(offsets, sync=False)
+        finally:
+            self._polling.release()
+        threading.Thread(
+            target=self._close_client,
+            args=(client,),
+            name=f"let-go-{self.group}",
+            daemon=True,
+        ).start()
+        return True
+
+    def _close_client(self, client: Consumer) -> None:
+        """Close a client nobody polls any more (it let go); librdkafka sends
+        its last commit and leaves the group."""
+        try:
+            client.close()
+        except (KafkaException, RuntimeError) as exc:
+            logger.warning("Closing Kafka consumer %s: %s", self.group, exc)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._closed:
@@ -327,6 +413,7 @@ class GroupConsumer:
             # The reader polling now commits when done, and hands out the rest.
             return self._hand_out_ready(count, committing=False)
         try:
+            self.join()
             batch = self._take(count, deadline, only_while_behind)
             # Before the batch leaves, careful partitions record its handouts
             # durably; no other thread polls this consumer meanwhile.
@@ -741,6 +828,8 @@ class GroupConsumer:
             if self._closed:
                 return
             self._closed = True
+            if not self._member:
+                return  # never read, or let go: no client to close
             offsets = self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
             self._drop(set(self._partitions))
         self._send_commit(offsets, sync=False)
@@ -768,18 +857,6 @@ class GroupConsumer:
         except (KafkaException, RuntimeError) as exc:
             logger.warning("Closing Kafka consumer %s: %s", self.group, exc)
 
-    def idle(self, since: float) -> bool:
-        """Unused since ``since`` (monotonic) and holding no delivery a
-        caller may still ack or nack, or that waits for a retry or its
-        dead-letter write: closing it loses nothing but its prefetch."""
-        with self._lock:
-            return self.last_used < since and not (
-                self._inflight
-                or self._waiting
-                or self._parking
-                or self._polling.locked()
-            )
-
     def finished_beyond(self, committed: dict[int, int]) -> int:
         """Finished records at or after the group's ``committed`` offsets
         (per partition): Kafka's lag counts them, though none needs work."""
@@ -801,4 +878,5 @@ class GroupConsumer:
                     t.uncommitted for t in self._partitions.values()
                 ),
                 "owned_by_engine": self.owned,
+                "member": self._member,
             }
