@@ -183,6 +183,9 @@ class GroupConsumer:
         self._given_back: dict[str, None] = {}
         self._dead_letters_enabled = dead_letters_enabled
         self.dead_lettered = 0
+        # When a caller last read, acked or nacked through this consumer: one
+        # nobody uses for ``CONSUMER_IDLE_MS`` cancels (see `_let_go`).
+        self.last_used = time.monotonic()
 
     # -- the AMQP consumer --------------------------------------------------
 
@@ -201,6 +204,12 @@ class GroupConsumer:
         async with self._starting:
             if not self.started:
                 await self._start(timeout, copy_wait)
+
+    async def declare(self, timeout: float) -> None:
+        """Declare and bind the group's queue, without consuming from it."""
+        self.queue_name, _ = await self._topology.ensure_group(
+            self.stream, self.group, timeout
+        )
 
     async def _start(self, timeout: float, copy_wait: float | None) -> None:
         self.forget()
@@ -261,14 +270,40 @@ class GroupConsumer:
 
     async def _sweep(self) -> None:
         """Housekeeping while nobody reads: a group left alone must not hold
-        deliveries into ``consumer_timeout`` either."""
+        deliveries into ``consumer_timeout`` either, nor keep its queue from
+        the processes that read (see `_let_go`)."""
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(min(SWEEP_INTERVAL, self.settings.consumer_idle / 4))
             if self.started:
                 try:
                     await self._housekeeping()
+                    await self._let_go()
                 except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError):
                     logger.debug("housekeeping of %s failed", self.queue_name)
+
+    async def _let_go(self) -> None:
+        """Cancel the consumer once nobody read, acked or nacked through it
+        for ``CONSUMER_IDLE_MS`` and it holds no delivery a handler may still
+        settle (one handed out longer than ``message_timeout`` ago already
+        counts as failed, see `_look_after`): with a single active consumer,
+        a consumer that stopped reading would keep the whole queue from the
+        processes that read. Its channel closes, so the server gives back what
+        it had prefetched or held for a retry; the next read consumes again."""
+        if time.monotonic() - self.last_used < self.settings.consumer_idle:
+            return
+        if any(d.due is None for d in self._open.snapshot()):
+            return
+        await self._acks.drained(self.settings.operation_timeout)
+        if time.monotonic() - self.last_used < self.settings.consumer_idle:
+            return  # read meanwhile
+        channel, self._channel = self._channel, None
+        self.forget()
+        self.consumers.clear()
+        if channel is not None:
+            await close_quietly(channel)
+        logger.info(
+            "Consumer of %s unused for CONSUMER_IDLE_MS: cancelled", self.queue_name
+        )
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._acks.delivered(message)
@@ -356,6 +391,7 @@ class GroupConsumer:
         # settled is on the wire before the next read of the group returns,
         # as if the ack had waited (a process that crashes right after a read
         # then gets back only what it had not acked).
+        self.last_used = time.monotonic()
         await self._acks.drained(self.settings.operation_timeout)
         # Declaring a new group's queue may take longer than a read waits; a
         # new group's copy of what its stream held is waited for only as long.
@@ -499,6 +535,7 @@ class GroupConsumer:
         returns. A connection lost before the write gives the message back,
         as it would had the write gone out unread.
         """
+        self.last_used = time.monotonic()
         delivery = self._open.pop(identifier)
         return delivery is not None and self._acks.ack_soon(delivery.message)
 
@@ -512,6 +549,7 @@ class GroupConsumer:
             delivery.dead_lettered_upstream = True
 
     async def nack(self, identifier: str) -> bool:
+        self.last_used = time.monotonic()
         delivery = self._open.get(identifier)
         if delivery is None or delivery.due is not None:
             return False
