@@ -65,6 +65,8 @@ logger = logging.getLogger(__name__)
 GIVEN_BACK_REMEMBERED = 10_000
 # How often a group nobody reads is looked after.
 SWEEP_INTERVAL = 30.0
+# The longest a consumer stays after CONSUMER_IDLE_MS is up (see `_let_go`).
+IDLE_CHECK_MAX = 5.0
 # How often a consumer binds its queue to its stream's exchange again.
 BIND_CHECK_INTERVAL = 30.0
 
@@ -273,7 +275,8 @@ class GroupConsumer:
         deliveries into ``consumer_timeout`` either, nor keep its queue from
         the processes that read (see `_let_go`)."""
         while True:
-            await asyncio.sleep(min(SWEEP_INTERVAL, self.settings.consumer_idle / 4))
+            idle_check = min(IDLE_CHECK_MAX, self.settings.consumer_idle / 4)
+            await asyncio.sleep(min(SWEEP_INTERVAL, idle_check))
             if self.started:
                 try:
                     await self._housekeeping()
