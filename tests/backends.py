@@ -102,7 +102,7 @@ KAFKA = Backend(
         start_failure=r"^Kafka node 1 exited during start-up:\n--- ",
         sigterm_logged="Terminating process due to signal SIGTERM",
     ),
-    modules_that_must_run=("test_restart.py",),
+    modules_that_must_run=("test_restart.py", "test_ownership.py"),
 )
 
 RABBITMQ = Backend(
@@ -133,6 +133,7 @@ RABBITMQ = Backend(
         sigterm_logged="SIGTERM received - shutting down",
         epmd=True,
     ),
+    modules_that_must_run=("test_ownership.py",),
 )
 
 SERVERS = (KAFKA, RABBITMQ)
