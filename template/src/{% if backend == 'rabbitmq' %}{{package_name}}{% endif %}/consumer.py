@@ -188,6 +188,8 @@ class GroupConsumer:
         # When a caller last read, acked or nacked through this consumer: one
         # nobody uses for ``CONSUMER_IDLE_MS`` cancels (see `_let_go`).
         self.last_used = time.monotonic()
+        # Reads waiting on this consumer now.
+        self._reading = 0
 
     # -- the AMQP consumer --------------------------------------------------
 
@@ -292,12 +294,16 @@ class GroupConsumer:
         a consumer that stopped reading would keep the whole queue from the
         processes that read. Its channel closes, so the server gives back what
         it had prefetched or held for a retry; the next read consumes again."""
-        if time.monotonic() - self.last_used < self.settings.consumer_idle:
+        if self._reading or (
+            time.monotonic() - self.last_used < self.settings.consumer_idle
+        ):
             return
         if any(d.due is None for d in self._open.snapshot()):
             return
         await self._acks.drained(self.settings.operation_timeout)
-        if time.monotonic() - self.last_used < self.settings.consumer_idle:
+        if self._reading or (
+            time.monotonic() - self.last_used < self.settings.consumer_idle
+        ):
             return  # read meanwhile
         channel, self._channel = self._channel, None
         self.forget()
@@ -384,6 +390,19 @@ class GroupConsumer:
     async def take(
         self, count: int, wait: float, only_while_behind: bool, consumer_name: str
     ) -> list[Message]:
+        """Up to ``count`` messages: retries that are due first, then new ones
+        (see `_take`). A consumer is never idle while a read waits on it, however
+        long the read's wait is."""
+        self._reading += 1
+        try:
+            return await self._take(count, wait, only_while_behind, consumer_name)
+        finally:
+            self._reading -= 1
+            self.last_used = time.monotonic()
+
+    async def _take(
+        self, count: int, wait: float, only_while_behind: bool, consumer_name: str
+    ) -> list[Message]:
         """Up to ``count`` messages: retries that are due first, then new ones.
 
         Waits up to ``wait`` for the first; with ``only_while_behind`` (a
@@ -394,7 +413,6 @@ class GroupConsumer:
         # settled is on the wire before the next read of the group returns,
         # as if the ack had waited (a process that crashes right after a read
         # then gets back only what it had not acked).
-        self.last_used = time.monotonic()
         await self._acks.drained(self.settings.operation_timeout)
         # Declaring a new group's queue may take longer than a read waits; a
         # new group's copy of what its stream held is waited for only as long.
