@@ -70,6 +70,58 @@ def test_replay_all_and_purge_empty_the_dlq(
     assert broker.dlq_list([f"{stream}:dlq", f"{stream}-2:dlq"]) == []
 
 
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker's nack answers True again for a message it already "
+    "released, which would count a second failed attempt",
+)
+def test_a_repeated_nack_does_not_bring_the_dead_letter_closer(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
+) -> None:
+    """Each delivery counts one failed attempt, however often it is nacked:
+    the message comes back `max_retries` times before its dead letter."""
+    identifier = broker.publish(stream, {"order_id": 7})
+    for _ in range(max_retries(broker) + 1):
+        assert broker.dlq_list([f"{stream}:dlq"]) == []
+        [(delivered, _)] = read_until(stream, group, 1)
+        assert delivered == identifier
+        assert broker.nack(stream, delivered, group) is True
+        assert broker.nack(stream, delivered, group) is False
+    assert read_until(stream, group, 1, timeout=quiet) == []
+    [entry] = broker.dlq_list([f"{stream}:dlq"])
+    assert entry.original_id == identifier
+
+
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
+def test_dead_letters_stay_with_their_group_and_stream(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil, quiet: float
+) -> None:
+    """One group exhausting a message changes nothing for another group, nor
+    for a stream whose name it starts or differs from only in case."""
+    neighbours = [f"{stream}x", stream.upper()]
+    identifier = broker.publish(stream, {"order_id": 1})
+    others = [broker.publish(name, {"order_id": 2}) for name in neighbours]
+    for _ in range(max_retries(broker) + 1):
+        [(delivered, _)] = read_until(stream, group, 1)
+        assert broker.nack(stream, delivered, group) is True
+    assert read_until(stream, group, 1, timeout=quiet) == []
+    patient = group.upper()
+    [(kept, payload)] = read_until(stream, patient, 1)
+    assert (kept, payload) == (identifier, {"order_id": 1})
+    assert broker.ack(stream, kept, patient) is True
+    for name, published in zip(neighbours, others, strict=True):
+        [(other, _)] = read_until(name, group, 1)
+        assert other == published
+        assert broker.ack(name, other, group) is True
+        assert broker.dlq_list([f"{name}:dlq"]) == []
+    [entry] = broker.dlq_list([f"{stream}:dlq", *(f"{n}:dlq" for n in neighbours)])
+    assert (entry.original_id, entry.stream) == (identifier, stream)
+    assert entry.consumer_group == group
+
+
 def test_unknown_dlq_entries_are_reported_as_missing(
     broker: BaseBroker, stream: str
 ) -> None:
