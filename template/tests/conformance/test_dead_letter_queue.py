@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 from protean.port.broker import BaseBroker, BrokerCapabilities
 
@@ -120,6 +123,72 @@ def test_dead_letters_stay_with_their_group_and_stream(
     [entry] = broker.dlq_list([f"{stream}:dlq", *(f"{n}:dlq" for n in neighbours)])
     assert (entry.original_id, entry.stream) == (identifier, stream)
     assert entry.consumer_group == group
+
+
+def engine_dead_letter(
+    stream: str, group: str, original_id: str, failed_at: str
+) -> dict[str, Any]:
+    """A dead letter as Protean's engine (0.18) publishes it to `<stream>:dlq`
+    for the groups it owns: the payload with `_dlq_metadata`, no reason."""
+    return {
+        "order_id": original_id,
+        "_dlq_metadata": {
+            "original_stream": stream,
+            "original_id": original_id,
+            "consumer_group": group,
+            "consumer": f"{group}-consumer",
+            "failed_at": failed_at,
+            "retry_count": 3,
+        },
+    }
+
+
+@INLINE_SPLITS_GROUP_KEYS
+def test_dead_letters_protean_writes_are_listed_as_its_brokers_describe_them(
+    broker: BaseBroker,
+    stream: str,
+    group: str,
+    read_until: ReadUntil,
+    patience: float,
+) -> None:
+    """`protean dlq` and the Observatory read what the engine wrote through
+    `dlq_list`, newest first: the fields of its metadata, or for an entry
+    without any (another tool wrote it) what Protean's own brokers assume."""
+    neighbour = f"{stream}x"
+    broker.publish(
+        f"{stream}:dlq", engine_dead_letter(stream, group, "m-1", "2026-01-01T00:00")
+    )
+    broker.publish(
+        f"{neighbour}:dlq",
+        engine_dead_letter(neighbour, group, "m-2", "2026-02-01T00:00"),
+    )
+    broker.publish(f"{stream}:dlq", {"order_id": "bare"})
+    queues = [f"{stream}:dlq", f"{neighbour}:dlq"]
+    deadline = time.monotonic() + patience
+    while len(entries := broker.dlq_list(queues)) < 3:
+        assert time.monotonic() < deadline, entries
+        time.sleep(0.1)
+    newer, older, bare = entries
+    assert [newer.original_id, older.original_id] == ["m-2", "m-1"]
+    assert (newer.stream, newer.dlq_stream) == (neighbour, f"{neighbour}:dlq")
+    assert (older.stream, older.dlq_stream) == (stream, f"{stream}:dlq")
+    assert older.consumer_group == group
+    assert older.failure_reason == "unknown"
+    assert (older.failed_at, older.retry_count) == ("2026-01-01T00:00", 3)
+    assert older.payload["order_id"] == "m-1"
+    assert bare.original_id == bare.dlq_id
+    assert (bare.stream, bare.dlq_stream) == (stream, f"{stream}:dlq")
+    assert (bare.consumer_group, bare.failure_reason) == ("", "unknown")
+    assert (bare.failed_at, bare.retry_count) == (None, 0)
+    assert bare.payload == {"order_id": "bare"}
+    assert broker.dlq_list(queues, limit=1) == [newer]
+    assert broker.dlq_inspect(f"{stream}:dlq", bare.dlq_id) == bare
+    assert broker.dlq_inspect(f"{neighbour}:dlq", bare.dlq_id) is None
+    assert broker.dlq_replay(f"{stream}:dlq", older.dlq_id, stream) is True
+    # Replayed without the metadata, as Protean's own brokers replay.
+    [(_, payload)] = read_until(stream, group, 1)
+    assert payload == {"order_id": "m-1"}
+    assert [e.original_id for e in broker.dlq_list(queues)] == ["m-2", bare.dlq_id]
 
 
 def test_unknown_dlq_entries_are_reported_as_missing(

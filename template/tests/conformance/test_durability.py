@@ -115,7 +115,6 @@ def test_a_nack_holds_for_the_instance_that_takes_over(
     assert other.ack(stream, identifier, group) is True
 
 
-@INLINE_KEEPS_MESSAGES_PER_INSTANCE
 @pytest.mark.beyond_protean(
     "redis",
     reason="RedisBroker's nack answers True again for a message it already "

@@ -82,6 +82,22 @@ def test_published_messages_are_counted_and_their_stream_named(
 
 
 @PUBLISH
+def test_without_ack_nack_nothing_is_in_flight_or_failed(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """A broker that cannot ack settles a message when it delivers it: the
+    Observatory must never show it as in flight or failed."""
+    if broker.has_capability(BrokerCapabilities.ACK_NACK):
+        pytest.skip("the broker declares ACK_NACK: test_counts_follow_delivery_*")
+    for n in range(2):
+        broker.publish(stream, {"n": n})
+    if broker.has_capability(BrokerCapabilities.CONSUMER_GROUPS):
+        assert len(read_until(stream, group, 2)) == 2
+    found = counts(broker)
+    assert (found["in_flight"], found["failed"]) == (0, 0)
+
+
+@PUBLISH
 @pytest.mark.beyond_protean(
     "redis",
     reason="RedisBroker counts only streams that have a consumer group or a "

@@ -51,6 +51,18 @@ def test_an_empty_message_is_refused(broker: BaseBroker, stream: str) -> None:
 
 
 @PUBLISH
+def test_a_payload_json_cannot_hold_is_refused_when_published(
+    broker: BaseBroker, stream: str
+) -> None:
+    """Refused at `publish`, where the caller sees it, rather than stored and
+    failing later in a reader; NaN is refused too: other JSON readers reject it."""
+    with pytest.raises(TypeError):
+        broker.publish(stream, {"tags": {"a", "b"}})
+    with pytest.raises(ValueError):
+        broker.publish(stream, {"total": float("nan")})
+
+
+@PUBLISH
 def test_publish_leaves_the_callers_dict_untouched(
     broker: BaseBroker, stream: str
 ) -> None:
