@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -46,6 +47,23 @@ def test_an_exhausted_message_moves_to_the_dlq(
     assert entry.consumer_group == group
     assert entry.payload["order_id"] == 42
     assert broker.dlq_inspect(f"{stream}:dlq", entry.dlq_id) == entry
+
+
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
+def test_a_dead_letter_says_why_and_when_it_failed(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """`protean dlq` shows the reason and the time: a wall-clock time with its
+    zone, which other processes and people read."""
+    exhaust(broker, stream, group, read_until)
+    [entry] = broker.dlq_list([f"{stream}:dlq"])
+    assert entry.failure_reason not in ("", "unknown")
+    assert entry.failed_at is not None
+    failed_at = datetime.fromisoformat(entry.failed_at)
+    assert failed_at.tzinfo is not None
+    assert abs((datetime.now(UTC) - failed_at).total_seconds()) < 300
+    assert entry.retry_count >= max_retries(broker)
 
 
 @INLINE_SPLITS_GROUP_KEYS
@@ -183,7 +201,9 @@ def test_dead_letters_protean_writes_are_listed_as_its_brokers_describe_them(
     assert bare.payload == {"order_id": "bare"}
     assert broker.dlq_list(queues, limit=1) == [newer]
     assert broker.dlq_inspect(f"{stream}:dlq", bare.dlq_id) == bare
-    assert broker.dlq_inspect(f"{neighbour}:dlq", bare.dlq_id) is None
+    # Found in its own queue only (an empty one: Redis ids repeat across streams).
+    assert broker.dlq_inspect(f"{stream}y:dlq", bare.dlq_id) is None
+    assert broker.dlq_replay(f"{stream}y:dlq", bare.dlq_id, stream) is False
     assert broker.dlq_replay(f"{stream}:dlq", older.dlq_id, stream) is True
     # Replayed without the metadata, as Protean's own brokers replay.
     [(_, payload)] = read_until(stream, group, 1)

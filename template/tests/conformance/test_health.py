@@ -164,6 +164,7 @@ def test_dead_lettered_messages_are_counted(
 
 
 @pytest.mark.requires(BrokerCapabilities.DEAD_LETTER_QUEUE)
+@INLINE_SPLITS_GROUP_KEYS
 @REDIS_NEVER_DEAD_LETTERS
 def test_a_stream_whose_name_holds_dlq_is_counted_as_a_stream(
     broker: BaseBroker,

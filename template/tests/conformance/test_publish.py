@@ -51,6 +51,12 @@ def test_an_empty_message_is_refused(broker: BaseBroker, stream: str) -> None:
 
 
 @PUBLISH
+@pytest.mark.beyond_protean(
+    "inline",
+    "redis",
+    reason="InlineBroker keeps the caller's dict without serialising it, and "
+    "RedisBroker writes NaN, which JSON readers other than Python's refuse",
+)
 def test_a_payload_json_cannot_hold_is_refused_when_published(
     broker: BaseBroker, stream: str
 ) -> None:
