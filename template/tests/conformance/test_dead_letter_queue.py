@@ -86,6 +86,8 @@ def test_replay_all_and_purge_empty_the_dlq(
 ) -> None:
     exhaust(broker, stream, group, read_until)
     assert broker.dlq_replay_all(f"{stream}:dlq", stream) == 1
+    [(_, payload)] = read_until(stream, group, 1)
+    assert payload == {"order_id": 42}
     exhaust(broker, f"{stream}-2", group, read_until)
     assert broker.dlq_purge(f"{stream}-2:dlq") == 1
     assert broker.dlq_list([f"{stream}:dlq", f"{stream}-2:dlq"]) == []
