@@ -432,3 +432,20 @@ def test_the_quick_start_installs_the_package_with_uv_poetry_or_pip(
         assert command in quick_start, command
         assert command in develop, command
     assert "pipx install copier" in quick_start
+
+
+def test_every_test_the_readme_names_is_in_the_package(rendered: Path) -> None:
+    """The skeleton's porting guide maps each promise to tests by name: a
+    renamed or tier-less test would send an author looking for nothing (the
+    other backends' READMEs also name Protean's own tests)."""
+    if answers_of(rendered)["backend"] != "skeleton":
+        pytest.skip("only the skeleton's README has a porting guide")
+    readme = (rendered / "README.md").read_text()
+    named = re.findall(r"`((?:tests/)?[\w/]*test_\w+\.py)(?:::(\w+))?`", readme)
+    for path, test in named:
+        module = rendered / (
+            path if path.startswith("tests/") else f"tests/conformance/{path}"
+        )
+        assert module.is_file(), path
+        if test:
+            assert f"def {test}(" in module.read_text(), f"{path}::{test}"

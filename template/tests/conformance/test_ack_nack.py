@@ -40,6 +40,22 @@ def test_ack_of_an_unknown_identifier_or_foreign_group_is_false(
     assert broker.ack(stream, delivered, group) is True
 
 
+def test_an_ack_settles_the_message_in_its_own_group_only(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """Each group holds its own delivery of a message: settling it in one
+    group, once, must leave the other group's delivery to that group."""
+    broker.publish(stream, {"n": 1})
+    first, second = group, group.upper()
+    [(identifier, _)] = read_until(stream, first, 1)
+    assert broker.ack(stream, identifier, first) is True
+    assert [i for i, _ in read_until(stream, second, 1)] == [identifier]
+    assert broker.ack(stream, identifier, first) is False
+    assert broker.nack(stream, identifier, first) is False
+    assert broker.ack(stream, identifier, second) is True
+    assert broker.ack(stream, identifier, second) is False
+
+
 def test_a_nacked_message_comes_back_with_the_same_identifier(
     broker: BaseBroker, stream: str, group: str, delivered: str, read_until: ReadUntil
 ) -> None:

@@ -89,6 +89,25 @@ def test_reads_resume_after_reconnecting(
     assert [i for i, _ in read_until(stream, group, 1)] == [second]
 
 
+@PUBLISH
+def test_a_publish_failing_once_on_a_connection_is_retried_by_protean(
+    broker: BaseBroker, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error of a connection the server reset, before anything was
+    written, is one Protean may retry: the publish then succeeds."""
+    real_publish = broker._publish
+    failures = [ConnectionError("Connection reset by peer")]
+
+    def publish_failing_once(*args: Any) -> str:
+        if failures:
+            raise failures.pop()
+        return real_publish(*args)
+
+    monkeypatch.setattr(broker, "_publish", publish_failing_once)
+    assert broker.publish(stream, {"n": 1})
+    assert not failures
+
+
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
 def test_a_read_failing_once_on_a_connection_is_retried_by_protean(
     broker: BaseBroker,

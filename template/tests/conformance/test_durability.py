@@ -115,6 +115,31 @@ def test_a_nack_holds_for_the_instance_that_takes_over(
     assert other.ack(stream, identifier, group) is True
 
 
+@pytest.mark.beyond_protean(
+    "redis",
+    reason="RedisBroker's nack answers True again for a message it already "
+    "released, which would count a second failed attempt",
+)
+def test_a_nack_counts_once_whichever_instance_repeats_it(
+    broker: BaseBroker,
+    another_broker: BrokerFactory,
+    stream: str,
+    group: str,
+    read_until: ReadUntil,
+    quiet: float,
+) -> None:
+    """A delivery ends at its first nack, for every instance: a second one
+    from another process would count a second failed attempt."""
+    broker.publish(stream, {"n": 1})
+    [(identifier, _)] = read_until(stream, group, 1)
+    other = another_broker()
+    assert broker.nack(stream, identifier, group) is True
+    assert other.nack(stream, identifier, group) is False
+    assert [i for i, _ in read_until(stream, group, 2, timeout=quiet)] == [identifier]
+    assert broker.ack(stream, identifier, group) is True
+    assert other.ack(stream, identifier, group) is False
+
+
 @INLINE_KEEPS_MESSAGES_PER_INSTANCE
 def test_a_reset_on_one_instance_empties_the_others(
     broker: BaseBroker,

@@ -82,6 +82,22 @@ def test_published_messages_are_counted_and_their_stream_named(
 
 
 @PUBLISH
+def test_without_ack_nack_nothing_is_in_flight_or_failed(
+    broker: BaseBroker, stream: str, group: str, read_until: ReadUntil
+) -> None:
+    """A broker that cannot ack settles a message when it delivers it: the
+    Observatory must never show it as in flight or failed."""
+    if broker.has_capability(BrokerCapabilities.ACK_NACK):
+        pytest.skip("the broker declares ACK_NACK: test_counts_follow_delivery_*")
+    for n in range(2):
+        broker.publish(stream, {"n": n})
+    if broker.has_capability(BrokerCapabilities.CONSUMER_GROUPS):
+        assert len(read_until(stream, group, 2)) == 2
+    found = counts(broker)
+    assert (found["in_flight"], found["failed"]) == (0, 0)
+
+
+@PUBLISH
 @pytest.mark.beyond_protean(
     "redis",
     reason="RedisBroker counts only streams that have a consumer group or a "
@@ -147,6 +163,32 @@ def test_dead_lettered_messages_are_counted(
     assert after.get("in_flight", 0) == after.get("failed", 0) == 0
 
 
+@pytest.mark.requires(BrokerCapabilities.DEAD_LETTER_QUEUE)
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_NEVER_DEAD_LETTERS
+def test_a_stream_whose_name_holds_dlq_is_counted_as_a_stream(
+    broker: BaseBroker,
+    stream: str,
+    group: str,
+    read_until: ReadUntil,
+    patience: float,
+) -> None:
+    """`<stream>:dlq-retry` is a stream; only its own `:dlq` holds dead letters."""
+    source = f"{stream}:dlq-retry"
+    before = counts(broker)
+    broker.publish(source, {"n": 1})
+    for _ in range(max_retries(broker) + 1):
+        [(identifier, _)] = read_until(source, group, 1)
+        assert broker.nack(source, identifier, group) is True
+    deadline = time.monotonic() + patience
+    while "dlq" not in (after := moved(before, counts(broker))):
+        assert time.monotonic() < deadline, f"never counted: {after}"
+        time.sleep(0.1)
+    assert after["dlq"] == 1, after
+    [entry] = broker.dlq_list([f"{source}:dlq"])
+    assert entry.stream == source
+
+
 @PUBLISH
 def test_info_is_a_dictionary_of_consumer_groups(broker: BaseBroker) -> None:
     assert isinstance(broker.info()["consumer_groups"], dict)
@@ -166,6 +208,20 @@ def test_info_describes_each_group_as_protean_subscriptions_reads_it(
     assert entry["consumer_count"] == len(entry["consumers"]) >= 1
     # Wall-clock seconds: a monotonic reading means nothing in another process.
     assert abs(entry["created_at"] - time.time()) < 600
+
+
+@pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)
+@INLINE_SPLITS_GROUP_KEYS
+@REDIS_SPLITS_GROUP_KEYS
+def test_a_group_is_dated_by_the_wall_clock_when_it_is_created(
+    broker: BaseBroker, stream: str, group: str
+) -> None:
+    """`protean subscriptions` shows the age of a group from `created_at`."""
+    before = time.time()
+    broker._ensure_group(group, stream)
+    after = time.time()
+    created_at = broker.info()["consumer_groups"][group]["created_at"]
+    assert before - 60 <= created_at <= after + 60, (before, created_at)
 
 
 @pytest.mark.requires(BrokerCapabilities.CONSUMER_GROUPS)

@@ -51,6 +51,25 @@ def test_an_empty_message_is_refused(broker: BaseBroker, stream: str) -> None:
 
 
 @PUBLISH
+@pytest.mark.beyond_protean(
+    "inline",
+    "redis",
+    reason="InlineBroker keeps the caller's dict without serialising it, and "
+    "RedisBroker writes NaN, which JSON readers other than Python's refuse",
+)
+def test_a_payload_json_cannot_hold_is_refused_when_published(
+    broker: BaseBroker, stream: str
+) -> None:
+    """Refused at `publish` (JSON's own error, or Protean's `ValidationError`),
+    where the caller sees it, rather than stored and failing later in a reader;
+    NaN is refused too: JSON readers other than Python's reject it."""
+    with pytest.raises((TypeError, ValidationError)):
+        broker.publish(stream, {"tags": {"a", "b"}})
+    with pytest.raises((ValueError, ValidationError)):
+        broker.publish(stream, {"total": float("nan")})
+
+
+@PUBLISH
 def test_publish_leaves_the_callers_dict_untouched(
     broker: BaseBroker, stream: str
 ) -> None:
