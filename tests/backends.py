@@ -136,7 +136,29 @@ RABBITMQ = Backend(
     modules_that_must_run=("test_ownership.py",),
 )
 
-SERVERS = (KAFKA, RABBITMQ)
+SQS = Backend(
+    name="sqs",
+    server_env="SQS_ENDPOINT_URL",
+    server_fixture="sqs_endpoint",
+    program="org.elasticmq.server.Main",
+    no_server_env={"JAVA_HOME": ""},  # and no java or mvn on PATH
+    no_server_files=("tests/test_registration.py", "tests/sqs/test_restart.py"),
+    no_server_hints=(
+        "python -m tests.sqs.sqs_server start",
+        "SQS_ENDPOINT_URL=http://localhost:9324",
+        "the restart test starts an ElasticMQ node of its own",
+    ),
+    runner=Runner(
+        server="ElasticMQServer",
+        folder="data_dir",
+        taken_port="port",
+        start_failure=r"^ElasticMQ could not bind port \d+:\n--- ",
+        sigterm_logged="ElasticMQ server stopping",
+    ),
+    modules_that_must_run=("test_restart.py",),
+)
+
+SERVERS = (KAFKA, RABBITMQ, SQS)
 BY_NAME = {backend.name: backend for backend in SERVERS}
 
 SERVER_BACKENDS = [

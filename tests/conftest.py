@@ -37,7 +37,12 @@ TIERS = (
 )
 BACKENDS = ("skeleton", *(backend.name for backend in SERVERS))
 # Partition leases need an atomic store neither Kafka nor RabbitMQ has.
-UNSUPPORTED = {("kafka", "enterprise_streaming"), ("rabbitmq", "enterprise_streaming")}
+UNSUPPORTED = {
+    ("kafka", "enterprise_streaming"),
+    ("rabbitmq", "enterprise_streaming"),
+    ("sqs", "ordered_messaging"),
+    ("sqs", "enterprise_streaming"),
+}
 
 TIMINGS: dict[str, float] = {}
 """Steps timed in this process, by key."""
@@ -310,6 +315,24 @@ def rabbitmq_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with RabbitMQNode(tmp_path_factory.mktemp("rabbitmq")) as node:
         yield node.uri
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One warm ElasticMQ for the whole session: the SQS `SQS_ENDPOINT_URL`
+    names, or a node from the runner generated SQS packages carry
+    (`tests/sqs_server.py` loads it from `template/`).
+
+    A node that cannot start fails the tests with its log; it never skips them.
+    """
+    from tests.sqs_server import ElasticMQServer
+
+    configured = os.environ.get("SQS_ENDPOINT_URL")
+    if configured:
+        yield configured
+        return
+    with ElasticMQServer(tmp_path_factory.mktemp("sqs") / "data") as server:
+        yield server.endpoint_url
 
 
 def check_lint_types_and_build(bin_dir: Path, package: Path, dist: Path) -> None:

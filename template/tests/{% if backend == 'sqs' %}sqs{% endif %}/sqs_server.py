@@ -119,6 +119,18 @@ def list_queues_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
     return queue_names(endpoint_url, timeout) is not None
 
 
+def _block(name: str, **values: str | int | bool) -> str:
+    """One HOCON object on a line: ``name { key = value, ... }``."""
+
+    def literal(value: str | int | bool) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return str(value) if isinstance(value, int) else f'"{value}"'
+
+    pairs = ", ".join(f"{key} = {literal(value)}" for key, value in values.items())
+    return name + " { " + pairs + " }"
+
+
 def config_text(port: int, data_dir: Path, persistent: bool) -> str:
     """ElasticMQ's configuration (HOCON): SQS on loopback only, with AWS's
     limits (``strict``), no statistics UI; with ``persistent``, queues in a
@@ -126,21 +138,19 @@ def config_text(port: int, data_dir: Path, persistent: bool) -> str:
     default, acknowledged sends were lost when the server was killed)."""
     lines = [
         'include classpath("application.conf")',
-        f'node-address {{ protocol = "http", host = "{core.HOST}", '
-        f'port = {port}, context-path = "" }}',
-        f'rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "{core.HOST}"'
-        ", sqs-limits = strict }",
-        "rest-stats { enabled = false }",
+        _block("node-address", protocol="http", host=core.HOST, port=port,
+               **{"context-path": ""}),
+        _block("rest-sqs", enabled=True, **{"bind-port": port,
+               "bind-hostname": core.HOST, "sqs-limits": "strict"}),
+        _block("rest-stats", enabled=False),
         "generate-node-address = false",
-        f'aws {{ region = "{REGION}", accountId = "{ACCOUNT}" }}',
-    ]
+        _block("aws", region=REGION, accountId=ACCOUNT),
+    ]  # fmt: skip
     if persistent:
-        queues = data_dir / "queues.conf"
-        store = data_dir / "messages"
+        store = f"jdbc:h2:{data_dir / 'messages'};WRITE_DELAY=0"
         lines += [
-            f'queues-storage {{ enabled = true, path = "{queues}" }}',
-            "messages-storage { enabled = true, "
-            f'uri = "jdbc:h2:{store};WRITE_DELAY=0" }}',
+            _block("queues-storage", enabled=True, path=str(data_dir / "queues.conf")),
+            _block("messages-storage", enabled=True, uri=store),
         ]
     return "\n".join(lines) + "\n"
 

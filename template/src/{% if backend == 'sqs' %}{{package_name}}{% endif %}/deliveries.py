@@ -1,0 +1,70 @@
+"""What one broker instance has received from a group's queue and not settled.
+
+SQS knows a received message only by its receipt handle, which changes with
+every delivery; Protean knows it by the identifier the adapter gave it at
+publish. A `GroupState` maps the one to the other for messages in a handler's
+hands (`handed`) and nacked ones waiting out their backoff (`nacked`), so an
+ack or nack finds the latest delivery, and does so once.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Delivery:
+    receipt: str
+    attempts: int  # SQS's ApproximateReceiveCount of this delivery
+    payload: dict[str, Any]  # for the dead-letter copy if it fails for good
+    handed_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class GroupState:
+    """One (stream, group) queue as this instance uses it."""
+
+    stream: str
+    group: str
+    url: str
+    created_at: float = field(default_factory=time.time)
+    consumers: set[str] = field(default_factory=set)
+    handed: dict[str, Delivery] = field(default_factory=dict)
+    nacked: dict[str, Delivery] = field(default_factory=dict)
+    owned: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hand(self, identifier: str, delivery: Delivery) -> bool:
+        """Record a delivery; False when the message is already in a
+        handler's hands here (a redelivery the heartbeat could not stop)."""
+        with self.lock:
+            if identifier in self.handed:
+                self.handed[identifier].receipt = delivery.receipt
+                return False
+            self.nacked.pop(identifier, None)
+            self.handed[identifier] = delivery
+            return True
+
+    def settle(self, identifier: str) -> Delivery | None:
+        """Take the latest delivery of ``identifier`` out, for an ack."""
+        with self.lock:
+            return self.handed.pop(identifier, None) or self.nacked.pop(
+                identifier, None
+            )
+
+    def take_handed(self, identifier: str) -> Delivery | None:
+        with self.lock:
+            return self.handed.pop(identifier, None)
+
+    def put_back(self, identifier: str, delivery: Delivery) -> None:
+        with self.lock:
+            self.handed[identifier] = delivery
+
+    def park(self, identifier: str, delivery: Delivery) -> None:
+        with self.lock:
+            self.nacked[identifier] = delivery
+
+    def receipts_in_hand(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return [(i, d.receipt) for i, d in self.handed.items()]

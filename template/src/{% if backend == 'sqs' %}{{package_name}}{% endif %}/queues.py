@@ -1,0 +1,263 @@
+"""The SQS calls the adapter makes, through one thread-safe boto3 client.
+
+Queue URLs are looked up once and kept; a queue deleted out of band raises
+``QueueDoesNotExist`` at its next use, which drops the URL so the caller can
+create the queue again. Errors are sorted here into what callers act on:
+refused credentials, a timed-out call, everything else.
+"""
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from .config import SqsSettings
+from .errors import CredentialsRefused
+
+if TYPE_CHECKING:
+    from types_boto3_sqs.client import SQSClient
+    from types_boto3_sqs.literals import QueueAttributeNameType
+    from types_boto3_sqs.type_defs import (
+        MessageTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+else:
+    SQSClient = Any
+    MessageTypeDef = dict
+    QueueAttributeNameType = str
+    SendMessageBatchRequestEntryTypeDef = dict
+
+logger = logging.getLogger(__name__)
+
+ID_ATTRIBUTE = "protean-id"
+BATCH = 10  # SQS's most entries per batch call and messages per receive
+LONGEST_POLL = 20  # seconds
+
+
+def protean_id(message: "MessageTypeDef") -> str | None:
+    """The identifier the adapter gave a message at publish, if it has one."""
+    value = message.get("MessageAttributes", {}).get(ID_ATTRIBUTE)
+    return None if value is None else value.get("StringValue")
+
+
+def make_client(settings: SqsSettings) -> SQSClient:
+    """A client on boto3's credential chain; it never connects by itself."""
+    config = Config(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=20,
+    )
+    session = boto3.session.Session(region_name=settings.region)
+    if session.region_name is None:
+        from protean.exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            "REGION is not set and boto3 found no region (AWS_REGION, "
+            "AWS_DEFAULT_REGION or the profile): set one of them"
+        )
+    return session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
+
+
+def refused_credentials(exc: BaseException) -> bool:
+    """Whether SQS (or boto3, finding none) refused the credentials."""
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status == 403
+    return False
+
+
+def timed_out(exc: BaseException) -> bool:
+    return isinstance(
+        exc,
+        botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError,
+    )
+
+
+def unreachable(exc: BaseException) -> bool:
+    """A connection that failed or broke: Protean's recovery may retry."""
+    return isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectionClosedError
+        | botocore.exceptions.ConnectTimeoutError,
+    )
+
+
+def explain(exc: BaseException, settings: SqsSettings) -> Exception:
+    """An error that says what to check, for refused credentials; else ``exc``."""
+    if refused_credentials(exc):
+        return CredentialsRefused(
+            f"SQS refused the credentials boto3 found ({exc}); check "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the role, "
+            f"and the region ({settings.region or 'from the environment'})"
+        )
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+class Queues:
+    """Queue URLs by name, and the calls made on them."""
+
+    def __init__(self, client: SQSClient, settings: SqsSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self._urls: dict[str, str] = {}
+
+    def forget(self, name: str | None = None) -> None:
+        if name is None:
+            self._urls.clear()
+        else:
+            self._urls.pop(name, None)
+
+    def missing(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.client.exceptions.QueueDoesNotExist)
+
+    def create(
+        self,
+        name: str,
+        tags: Mapping[str, str],
+        attributes: Mapping["QueueAttributeNameType", str],
+    ) -> str:
+        """The queue's URL, creating it (idempotent) with ``tags``."""
+        url = self._urls.get(name)
+        if url is None:
+            url = self.client.create_queue(
+                QueueName=name, Attributes=dict(attributes), tags=dict(tags)
+            )["QueueUrl"]
+            self._urls[name] = url
+        return url
+
+    def url(self, name: str) -> str | None:
+        """The URL of an existing queue, or None."""
+        url = self._urls.get(name)
+        if url is not None:
+            return url
+        try:
+            url = self.client.get_queue_url(QueueName=name)["QueueUrl"]
+        except self.client.exceptions.QueueDoesNotExist:
+            return None
+        self._urls[name] = url
+        return url
+
+    def listed(self, prefix: str) -> list[str]:
+        """The URLs of every queue whose name starts with ``prefix``."""
+        urls: list[str] = []
+        token: str | None = None
+        while True:
+            request: dict[str, Any] = {"QueueNamePrefix": prefix, "MaxResults": 1000}
+            if token:
+                request["NextToken"] = token
+            reply = self.client.list_queues(**request)
+            urls.extend(reply.get("QueueUrls", []))
+            token = reply.get("NextToken")
+            if not token:
+                return urls
+
+    def counts(self, url: str) -> dict[str, int]:
+        """Approximate depths: visible, in flight, delayed."""
+        attributes = self.client.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        ).get("Attributes", {})
+        return {
+            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(
+                attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+            ),
+            "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        }
+
+    def created_at(self, url: str) -> float:
+        attributes = self.client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["CreatedTimestamp"]
+        ).get("Attributes", {})
+        return float(attributes.get("CreatedTimestamp", 0))
+
+    def send(
+        self, url: str, entries: Sequence["SendMessageBatchRequestEntryTypeDef"]
+    ) -> list[str]:
+        """Send in batches of ten, each failed entry again (up to three times
+        in all); return the ids of the entries still not stored."""
+        pending = list(entries)
+        for attempt in range(3):
+            failed: list[SendMessageBatchRequestEntryTypeDef] = []
+            for start in range(0, len(pending), BATCH):
+                chunk = pending[start : start + BATCH]
+                reply = self.client.send_message_batch(QueueUrl=url, Entries=chunk)
+                refused = {f["Id"]: f for f in reply.get("Failed", [])}
+                if refused:
+                    logger.warning(
+                        "SQS stored %d of %d messages in %s; retrying the rest: %s",
+                        len(chunk) - len(refused),
+                        len(chunk),
+                        url,
+                        next(iter(refused.values())).get("Message", ""),
+                    )
+                failed.extend(e for e in chunk if e["Id"] in refused)
+            pending = failed
+            if not pending:
+                return []
+            time.sleep(0.05 * 2**attempt)
+        return [entry["Id"] for entry in pending]
+
+    def receive(
+        self, url: str, count: int, wait: int, visibility: int
+    ) -> list["MessageTypeDef"]:
+        reply = self.client.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(count, BATCH)),
+            WaitTimeSeconds=max(0, min(wait, LONGEST_POLL)),
+            VisibilityTimeout=visibility,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        )
+        return list(reply.get("Messages", []))
+
+    def change_visibility(
+        self, url: str, receipts: Sequence[str], seconds: int
+    ) -> set[int]:
+        """Set the visibility of each receipt; the positions that failed."""
+        failed: set[int] = set()
+        for start in range(0, len(receipts), BATCH):
+            chunk = receipts[start : start + BATCH]
+            reply = self.client.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {
+                        "Id": str(start + n),
+                        "ReceiptHandle": r,
+                        "VisibilityTimeout": seconds,
+                    }
+                    for n, r in enumerate(chunk)
+                ],
+            )
+            failed |= {int(f["Id"]) for f in reply.get("Failed", [])}
+        return failed
+
+    def receive_again(
+        self, url: str, identifier: str, visibility: int = 30
+    ) -> str | None:
+        """A fresh receipt of the message whose Protean identifier (or SQS id)
+        is ``identifier``, for deleting it; others seen are released."""
+        others: list[str] = []
+        try:
+            while received := self.receive(url, BATCH, 0, visibility):
+                for message in received:
+                    found = protean_id(message) or message["MessageId"]
+                    if found == identifier:
+                        return message["ReceiptHandle"]
+                    others.append(message["ReceiptHandle"])
+        finally:
+            if others:
+                self.change_visibility(url, others, 0)
+        return None
