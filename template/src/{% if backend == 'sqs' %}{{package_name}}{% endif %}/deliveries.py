@@ -7,6 +7,7 @@ hands (`handed`) and nacked ones waiting out their backoff (`nacked`), so an
 ack or nack finds the latest delivery, and does so once.
 """
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,12 +36,14 @@ class GroupState:
     owned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def hand(self, identifier: str, delivery: Delivery) -> bool:
+    def hand(self, identifier: str, delivery: Delivery, timeout: float) -> bool:
         """Record a delivery; False when the message is already in a
-        handler's hands here (a redelivery the heartbeat could not stop)."""
+        handler's hands here for less than ``timeout`` seconds (a redelivery
+        the heartbeat could not stop). One held longer is presumed lost."""
         with self.lock:
-            if identifier in self.handed:
-                self.handed[identifier].receipt = delivery.receipt
+            earlier = self.handed.get(identifier)
+            if earlier and time.monotonic() - earlier.handed_at < timeout:
+                earlier.receipt = delivery.receipt
                 return False
             self.nacked.pop(identifier, None)
             self.handed[identifier] = delivery
@@ -65,6 +68,12 @@ class GroupState:
         with self.lock:
             self.nacked[identifier] = delivery
 
-    def receipts_in_hand(self) -> list[tuple[str, str]]:
+    def receipts_in_hand(self, within: float = math.inf) -> list[tuple[str, str]]:
+        """Receipts of what handlers hold, handed out less than ``within`` ago."""
+        now = time.monotonic()
         with self.lock:
-            return [(i, d.receipt) for i, d in self.handed.items()]
+            return [
+                (i, d.receipt)
+                for i, d in self.handed.items()
+                if now - d.handed_at < within
+            ]

@@ -160,15 +160,21 @@ class Queues:
                 return urls
 
     def counts(self, url: str) -> dict[str, int]:
-        """Approximate depths: visible, in flight, delayed."""
-        attributes = self.client.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        ).get("Attributes", {})
+        """Approximate depths: visible, in flight, delayed (zeros for a queue
+        deleted meanwhile)."""
+        try:
+            reply = self.client.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )
+        except self.client.exceptions.QueueDoesNotExist:
+            self._urls = {k: v for k, v in self._urls.items() if v != url}
+            return {"visible": 0, "in_flight": 0, "delayed": 0}
+        attributes = reply.get("Attributes", {})
         return {
             "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
             "in_flight": int(

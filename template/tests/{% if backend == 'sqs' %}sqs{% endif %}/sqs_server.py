@@ -119,10 +119,10 @@ def list_queues_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
     return queue_names(endpoint_url, timeout) is not None
 
 
-def _block(name: str, **values: str | int | bool) -> str:
+def _block(name: str, **values: object) -> str:
     """One HOCON object on a line: ``name { key = value, ... }``."""
 
-    def literal(value: str | int | bool) -> str:
+    def literal(value: object) -> str:
         if isinstance(value, bool):
             return str(value).lower()
         return str(value) if isinstance(value, int) else f'"{value}"'
