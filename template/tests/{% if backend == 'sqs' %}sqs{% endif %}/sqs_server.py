@@ -36,8 +36,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,33 +63,11 @@ class SqsHarnessError(core.HarnessError):
     """ElasticMQ could not be resolved, started or stopped."""
 
 
-def elasticmq_version() -> str:
-    """The version pinned in the POM, so it is set in one place only."""
-    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    node = ET.parse(POM).find("m:properties/m:elasticmq.version", ns)
-    if node is None or not node.text:
-        raise SqsHarnessError(f"no <elasticmq.version> property in {POM}")
-    return node.text.strip()
-
-
-def cache_root() -> Path:
-    """Where the jars and dev nodes live; ``SQS_HARNESS_CACHE`` overrides it."""
-    return core.user_cache("SQS_HARNESS_CACHE")
-
-
-def _artifact_dir() -> Path:
-    return cache_root() / f"elasticmq-{elasticmq_version()}" / "lib"
-
-
-def missing_tools() -> list[str]:
-    """What this machine lacks to start a node (``java``, and ``mvn`` while
-    the jars are not cached yet); empty when it can start one."""
-    return core.jvm_missing_tools(POM, _artifact_dir())
-
-
-def ensure_artifacts() -> Path:
-    """ElasticMQ's classpath folder, running Maven only on a cold cache."""
-    return core.fetch_jars(POM, _artifact_dir())
+JARS = core.MavenJars(POM, "elasticmq", "SQS_HARNESS_CACHE")
+elasticmq_version = JARS.version
+cache_root = JARS.cache  # where the jars and dev nodes live
+missing_tools = JARS.missing_tools
+ensure_artifacts = JARS.ensure
 
 
 def queue_names(endpoint_url: str, timeout: float = 2.0) -> list[str] | None:
@@ -324,6 +301,7 @@ class ElasticMQDevNode(core.DevNode[ElasticMQServer]):
 
     name = "ElasticMQ"
     variable = "SQS_ENDPOINT_URL"
+    jars = JARS
 
     def make(self, data_dir: Path) -> ElasticMQServer:
         return ElasticMQServer(data_dir, detach=True)
@@ -351,16 +329,6 @@ class ElasticMQDevNode(core.DevNode[ElasticMQServer]):
 
     def address(self, node: ElasticMQServer) -> str:
         return node.endpoint_url
-
-    def commands(self) -> dict[str, Callable[[], int]]:
-        return {**super().commands(), "fetch": self.fetch}
-
-    def fetch(self) -> int:
-        started = time.monotonic()
-        lib = ensure_artifacts()
-        took = time.monotonic() - started
-        print(f"ElasticMQ {elasticmq_version()} jars in {lib} ({took:.1f}s)")
-        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
