@@ -46,12 +46,22 @@ class SqsSettings(RetrySettings):
 
 
 def _endpoint(reader: Reader) -> str | None:
+    """The endpoint, checked for a user, password or query before anything
+    else, so no error quotes a URL that carries a credential."""
     value = reader.raw("ENDPOINT_URL", None)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ConfigurationError(f"ENDPOINT_URL must be a string, got {value!r}")
+        raise ConfigurationError(
+            f"ENDPOINT_URL must be a string, got a {type(value).__name__}"
+        )
     parts = urlsplit(value)
+    if "@" in value or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "ENDPOINT_URL takes no user, password, query or fragment (boto3 finds "
+            "credentials in the environment, a profile or a role); its value is "
+            "not shown here, as it may hold a secret"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"ENDPOINT_URL must be http(s)://host[:port], got {value!r}"
@@ -60,11 +70,6 @@ def _endpoint(reader: Reader) -> str | None:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
         raise ConfigurationError(f"ENDPOINT_URL has a bad port: {value!r}") from None
-    if parts.username or parts.password or parts.query:
-        raise ConfigurationError(
-            "ENDPOINT_URL takes no user, password or query: boto3 finds credentials "
-            "in the environment, a profile or a role"
-        )
     return value.rstrip("/")
 
 
