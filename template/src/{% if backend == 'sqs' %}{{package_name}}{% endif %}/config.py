@@ -18,7 +18,7 @@ from .settings import Reader, RetrySettings
 
 # Since August 2025 SQS takes messages of up to 1 MiB (body and attributes).
 LARGEST_MESSAGE = 1024 * 1024
-_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,16}")
+_PREFIX = re.compile(r"[A-Za-z0-9_]{1,16}-?")
 _REGION = re.compile(r"[a-z0-9-]{2,32}")
 LONGEST_VISIBILITY = 12 * 60 * 60  # SQS: 12 hours
 LONGEST_RETENTION = 14 * 24 * 60 * 60  # SQS: 14 days
@@ -96,9 +96,11 @@ def parse_settings(conn_info: Mapping[str, Any]) -> SqsSettings:
     prefix = reader.text("QUEUE_PREFIX", SqsSettings.queue_prefix)
     if not _PREFIX.fullmatch(prefix):
         raise ConfigurationError(
-            "QUEUE_PREFIX must be 1-16 of A-Z a-z 0-9 _ -, "
-            f"got {prefix!r} (queue names are at most 80 characters)"
+            "QUEUE_PREFIX must be 1-16 of A-Z a-z 0-9 _, optionally ending in -, "
+            f"got {prefix!r} (queue names are at most 80 characters, and a - "
+            "ends the prefix, so no application's names start with another's)"
         )
+    prefix = prefix.removesuffix("-") + "-"
     retry = RetrySettings.read(reader)
     settings = SqsSettings(
         **vars(retry),

@@ -1,12 +1,16 @@
 """Protean's stream and group names as SQS queue names, one-to-one.
 
 SQS takes ``[A-Za-z0-9_-]``, at most 80 characters (75 before ``.fifo``);
-Protean's names hold ``:``, ``::`` and ``.``. Each name is escaped by a prefix
-code (``_`` then two hex digits, or ``_u`` then six), so two names never give
-one queue name and ``__`` never occurs inside an escaped name: it separates
-the stream from the group. A part too long for its room keeps its start and
-ends in ``_h`` and a hash of the whole name (``h`` is not a hex digit, so a
-hashed part never equals an escaped one). The original names are in each
+Protean's names hold ``:``, ``::``, ``.`` and ``-``. Each name is escaped by a
+prefix code (``_`` then two hex digits, or ``_u`` then six), so two names never
+give one queue name and ``__`` never occurs inside an escaped name: it
+separates the stream from the group. A queue name is ``QUEUE_PREFIX``, then
+``-``, then the rest; the prefix has no ``-`` and the rest never has one, so
+the first ``-`` ends the prefix: two applications of different prefixes never
+share a queue, and listing by one's prefix never finds the other's queues.
+A part too long for its room keeps its start and ends in ``_h`` and a hash of
+the whole name (``h`` is not a hex digit, so a hashed part never equals an
+escaped one). The original names are in each
 queue's tags, for people and for the dead-letter tools.
 """
 
@@ -15,7 +19,8 @@ import re
 
 MAX_QUEUE_NAME = 75  # 80 with ".fifo"
 STREAM_ROOM = 36
-_PLAIN = re.compile(r"[A-Za-z0-9-]")
+_PLAIN = re.compile(r"[A-Za-z0-9]")
+SEPARATOR = "-"  # ends the prefix; never in the rest of a queue name
 DLQ_SUFFIX = ":dlq"
 
 # The kind of queue, the first character after the prefix.
@@ -64,7 +69,11 @@ class Names:
     """The queue names of one ``QUEUE_PREFIX``."""
 
     def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+        stem = prefix.removesuffix(SEPARATOR)
+        if not stem or SEPARATOR in stem:
+            raise ValueError(f"a queue prefix has no {SEPARATOR!r} but at its end")
+        self.prefix = stem + SEPARATOR
+        """What every queue of this application, and no other's, starts with."""
 
     def _stream_part(self, kind: str, stream: str) -> str:
         return f"{self.prefix}{kind}{bounded(stream, STREAM_ROOM)}"
