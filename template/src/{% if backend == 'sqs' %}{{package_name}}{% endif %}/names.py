@@ -10,8 +10,9 @@ the first ``-`` ends the prefix: two applications of different prefixes never
 share a queue, and listing by one's prefix never finds the other's queues.
 A part too long for its room keeps its start and ends in ``_h`` and a hash of
 the whole name (``h`` is not a hex digit, so a hashed part never equals an
-escaped one). The original names are in each
-queue's tags, for people and for the dead-letter tools.
+escaped one). The original names are in each queue's tags, for people (the
+adapter reads none back): as they are where AWS takes them as tag values, else
+with `tag_value`'s escapes, and cut short with a hash past 256 characters.
 """
 
 import hashlib
@@ -31,6 +32,10 @@ DEAD_LETTERS = "d"
 TAG_STREAM = "protean-stream"
 TAG_GROUP = "protean-group"
 TAG_KIND = "protean-kind"
+# What AWS takes in a tag value: at most 256 of these (ASCII kept: AWS's
+# "letters" are Unicode ones, which not every SQS-compatible server takes).
+TAG_ROOM = 256
+_TAG_PLAIN = re.compile(r"[A-Za-z0-9 _.:/+@-]")
 
 
 def _escaped(name: str) -> list[str]:
@@ -59,6 +64,26 @@ def bounded(name: str, room: int) -> str:
             break
         start += piece
     return f"{start}_h{digest}"
+
+
+def tag_value(name: str) -> str:
+    """``name`` as a tag value AWS takes: each character outside letters,
+    digits, space and ``_ . : / + - @`` as ``=`` and its hex code (``=u`` and
+    six digits beyond ``ff``); past 256 characters, the start and ``=h`` and a
+    hash of the whole name."""
+    pieces = []
+    for char in name:
+        if _TAG_PLAIN.fullmatch(char):
+            pieces.append(char)
+        elif ord(char) < 0x100:
+            pieces.append(f"={ord(char):02x}")
+        else:
+            pieces.append(f"=u{ord(char):06x}")
+    value = "".join(pieces)
+    if len(value) <= TAG_ROOM:
+        return value
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{value[: TAG_ROOM - 18]}=h{digest}"
 
 
 def dlq_stream_of(stream: str) -> str:
