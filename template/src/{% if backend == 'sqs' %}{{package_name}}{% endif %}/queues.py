@@ -124,14 +124,37 @@ class Queues:
         tags: Mapping[str, str],
         attributes: Mapping["QueueAttributeNameType", str],
     ) -> str:
-        """The queue's URL, creating it (idempotent) with ``tags``."""
-        url = self._urls.get(name)
-        if url is None:
+        """The queue's URL, making it with ``attributes`` and ``tags`` if
+        there is none."""
+        return self.ensure(name, tags, attributes)[0]
+
+    def ensure(
+        self,
+        name: str,
+        tags: Mapping[str, str],
+        attributes: Mapping["QueueAttributeNameType", str],
+    ) -> tuple[str, bool]:
+        """The queue's URL, and whether this call made it.
+
+        An existing queue is found with GetQueueUrl and never sent
+        CreateQueue again: AWS refuses CreateQueue (``QueueNameExists``) when
+        its attributes differ from the queue's, as they do once a setting
+        changes between deploys or services.
+        """
+        url = self.url(name)
+        if url is not None:
+            return url, False
+        try:
             url = self.client.create_queue(
                 QueueName=name, Attributes=dict(attributes), tags=dict(tags)
             )["QueueUrl"]
+        except self.client.exceptions.QueueNameExists:
+            # Made meanwhile by another process, with other settings.
+            url = self.client.get_queue_url(QueueName=name)["QueueUrl"]
             self._urls[name] = url
-        return url
+            return url, False
+        self._urls[name] = url
+        return url, True
 
     def url(self, name: str) -> str | None:
         """The URL of an existing queue, or None."""
