@@ -15,6 +15,12 @@ class CredentialsRefused(SqsBrokerError):
     cannot help until the environment, the profile or the role changes."""
 
 
+class PermissionRefused(SqsBrokerError):
+    """SQS accepted the credentials but refused one action (``AccessDenied``):
+    the role or user lacks that permission; retrying cannot help until its
+    policy changes."""
+
+
 class PublishFailed(SqsBrokerError):
     """Some copies of a message were not stored after the adapter's retries;
     publishing it again is safe for at-least-once consumers."""

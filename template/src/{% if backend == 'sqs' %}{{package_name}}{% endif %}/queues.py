@@ -16,7 +16,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from .config import SqsSettings
-from .errors import CredentialsRefused
+from .errors import CredentialsRefused, PermissionRefused
 
 if TYPE_CHECKING:
     from types_boto3_sqs.client import SQSClient
@@ -63,14 +63,47 @@ def make_client(settings: SqsSettings) -> SQSClient:
     return session.client("sqs", endpoint_url=settings.endpoint_url, config=config)
 
 
+# What SQS (or AWS's front end) answers for credentials it does not take.
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+    }
+)
+# Credentials taken, one action refused by the IAM policy.
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+# The IAM action each call needs, where it is not ``sqs:`` and the call's name.
+_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
 def refused_credentials(exc: BaseException) -> bool:
-    """Whether SQS (or boto3, finding none) refused the credentials."""
+    """Whether SQS refused the credentials (or boto3 found none)."""
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return status == 403
-    return False
+    return error_code(exc) in CREDENTIAL_CODES
+
+
+def action_of(exc: BaseException) -> str:
+    """The IAM action of the call that failed, e.g. ``sqs:CreateQueue``."""
+    operation = getattr(exc, "operation_name", "") or "an SQS call"
+    return f"sqs:{_ACTIONS.get(operation, operation)}"
 
 
 def timed_out(exc: BaseException) -> bool:
@@ -90,13 +123,26 @@ def unreachable(exc: BaseException) -> bool:
     )
 
 
-def explain(exc: BaseException, settings: SqsSettings) -> Exception:
-    """An error that says what to check, for refused credentials; else ``exc``."""
-    if refused_credentials(exc):
+def explain(
+    exc: BaseException, settings: SqsSettings, answered: bool = True
+) -> Exception:
+    """An error that says what to check, for refused credentials or a refused
+    permission; else ``exc``. ``AccessDenied`` before SQS ever answered this
+    client counts as refused credentials (the keys may be another account's)."""
+    denied = error_code(exc) in DENIED_CODES
+    if refused_credentials(exc) or (denied and not answered):
         return CredentialsRefused(
             f"SQS refused the credentials boto3 found ({exc}); check "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the role, "
             f"and the region ({settings.region or 'from the environment'})"
+        )
+    if denied:
+        action = action_of(exc)
+        tagging = " and sqs:TagQueue (queues are made with tags)"
+        return PermissionRefused(
+            f"SQS refused {action} ({exc}): the role or user needs {action}"
+            f"{tagging if action == 'sqs:CreateQueue' else ''} on queues "
+            f"named {settings.queue_prefix}*"
         )
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
@@ -108,6 +154,14 @@ class Queues:
         self.client = client
         self.settings = settings
         self._urls: dict[str, str] = {}
+        # Whether SQS ever answered this client: an AccessDenied before that
+        # is more likely wrong credentials than a missing permission.
+        self.answered = False
+        client.meta.events.register("after-call.sqs", self._saw_answer)
+
+    def _saw_answer(self, http_response: Any = None, **_: Any) -> None:
+        if http_response is not None and http_response.status_code < 300:
+            self.answered = True
 
     def forget(self, name: str | None = None) -> None:
         if name is None:
