@@ -116,7 +116,7 @@ def parse_settings(conn_info: Mapping[str, Any]) -> SqsSettings:
         / 1000,
         connect_timeout=reader.millis("CONNECT_TIMEOUT_MS", 5000, minimum=100),
         max_message_bytes=reader.integer(
-            "MAX_MESSAGE_BYTES", LARGEST_MESSAGE, minimum=1024, maximum=LARGEST_MESSAGE
+            "MAX_MESSAGE_BYTES", LARGEST_MESSAGE, minimum=8192, maximum=LARGEST_MESSAGE
         ),
         hold_max_messages=reader.integer(
             "HOLD_MAX_MESSAGES", 10_000, minimum=0, maximum=10_000_000
