@@ -327,20 +327,23 @@ class Queues:
             failed |= {int(f["Id"]) for f in reply.get("Failed", [])}
         return failed
 
-    def receive_again(
-        self, url: str, identifier: str, visibility: int = 30
-    ) -> str | None:
-        """A fresh receipt of the message whose Protean identifier (or SQS id)
-        is ``identifier``, for deleting it; others seen are released."""
-        others: list[str] = []
-        try:
-            while received := self.receive(url, BATCH, 0, visibility):
-                for message in received:
-                    found = protean_id(message) or message["MessageId"]
-                    if found == identifier:
-                        return message["ReceiptHandle"]
-                    others.append(message["ReceiptHandle"])
-        finally:
-            if others:
-                self.change_visibility(url, others, 0)
-        return None
+    def delete(self, url: str, receipts: Sequence[str]) -> set[str]:
+        """Delete by receipt, ten a call; the receipts SQS confirmed deleted
+        (``Successful``), never those it reported ``Failed``."""
+        deleted: set[str] = set()
+        for start in range(0, len(receipts), BATCH):
+            chunk = receipts[start : start + BATCH]
+            reply = self.client.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(chunk)
+                ],
+            )
+            for failed in reply.get("Failed", []):
+                logger.warning(
+                    "SQS did not delete a message of %s: %s",
+                    url,
+                    failed.get("Message", failed.get("Code", "")),
+                )
+            deleted |= {chunk[int(ok["Id"])] for ok in reply.get("Successful", [])}
+        return deleted
