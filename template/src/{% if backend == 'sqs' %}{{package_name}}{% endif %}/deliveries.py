@@ -3,8 +3,9 @@
 SQS knows a received message only by its receipt handle, which changes with
 every delivery; Protean knows it by the identifier the adapter gave it at
 publish. A `GroupState` maps the one to the other for messages in a handler's
-hands (`handed`) and nacked ones waiting out their backoff (`nacked`), so an
-ack or nack finds the latest delivery, and does so once.
+hands (`handed`) and nacked ones waiting out their backoff (`nacked`, kept a
+visibility timeout past it, without payloads), so an ack or nack finds the
+latest delivery, and does so once.
 """
 
 import math
@@ -20,6 +21,9 @@ class Delivery:
     attempts: int  # SQS's ApproximateReceiveCount of this delivery
     payload: dict[str, Any]  # for the dead-letter copy if it fails for good
     handed_at: float = field(default_factory=time.monotonic)
+    # For a nacked delivery: when its backoff ends, and when it is forgotten.
+    waits_until: float = 0.0
+    forget_at: float = math.inf
 
 
 @dataclass
@@ -64,9 +68,35 @@ class GroupState:
         with self.lock:
             self.handed[identifier] = delivery
 
-    def park(self, identifier: str, delivery: Delivery) -> None:
+    def park(
+        self, identifier: str, delivery: Delivery, backoff: float, grace: float
+    ) -> None:
+        """Keep a nacked delivery's receipt, without its payload, for an ack
+        that may still come: until ``grace`` seconds after its ``backoff``
+        ends. By then any reader, this one or another, may have received it
+        again, and the receipt is stale."""
+        now = time.monotonic()
         with self.lock:
-            self.nacked[identifier] = delivery
+            self._forget(now)
+            self.nacked[identifier] = Delivery(
+                delivery.receipt,
+                delivery.attempts,
+                {},
+                delivery.handed_at,
+                waits_until=now + backoff,
+                forget_at=now + backoff + grace,
+            )
+
+    def waiting(self) -> int:
+        """Nacked deliveries this instance knows still wait out their backoff."""
+        now = time.monotonic()
+        with self.lock:
+            self._forget(now)
+            return sum(1 for d in self.nacked.values() if d.waits_until > now)
+
+    def _forget(self, now: float) -> None:
+        for identifier in [i for i, d in self.nacked.items() if d.forget_at <= now]:
+            del self.nacked[identifier]
 
     def receipts_in_hand(self, within: float = math.inf) -> list[tuple[str, str]]:
         """Receipts of what handlers hold, handed out less than ``within`` ago."""
