@@ -24,6 +24,7 @@ class Delivery:
     # For a nacked delivery: when its backoff ends, and when it is forgotten.
     waits_until: float = 0.0
     forget_at: float = math.inf
+    overdue: bool = False  # in a handler's hands past message_timeout, logged
 
 
 @dataclass
@@ -107,3 +108,17 @@ class GroupState:
                 for i, d in self.handed.items()
                 if now - d.handed_at < within
             ]
+
+    def overdue(self, timeout: float) -> list[str]:
+        """What handlers have held for ``timeout`` seconds or more, each
+        reported once."""
+        now = time.monotonic()
+        with self.lock:
+            late = [
+                (i, d)
+                for i, d in self.handed.items()
+                if not d.overdue and now - d.handed_at >= timeout
+            ]
+            for _, delivery in late:
+                delivery.overdue = True
+        return [i for i, _ in late]
