@@ -260,12 +260,6 @@ class Queues:
             "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
         }
 
-    def created_at(self, url: str) -> float:
-        attributes = self.client.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["CreatedTimestamp"]
-        ).get("Attributes", {})
-        return float(attributes.get("CreatedTimestamp", 0))
-
     def send(
         self, url: str, entries: Sequence["SendMessageBatchRequestEntryTypeDef"]
     ) -> list[str]:
