@@ -32,6 +32,10 @@ DEAD_LETTERS = "d"
 TAG_STREAM = "protean-stream"
 TAG_GROUP = "protean-group"
 TAG_KIND = "protean-kind"
+# A group queue's copy of its holding queue: "<token> <unix time>" while a
+# process copies, "done" once copied.
+TAG_HELD_COPY = "protean-held-copy"
+COPY_DONE = "done"
 # What AWS takes in a tag value: at most 256 of these (ASCII kept: AWS's
 # "letters" are Unicode ones, which not every SQS-compatible server takes).
 TAG_ROOM = 256

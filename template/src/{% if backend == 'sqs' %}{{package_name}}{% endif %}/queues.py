@@ -210,6 +210,12 @@ class Queues:
         self._urls[name] = url
         return url, True
 
+    def tags(self, url: str) -> dict[str, str]:
+        return dict(self.client.list_queue_tags(QueueUrl=url).get("Tags", {}))
+
+    def tag(self, url: str, key: str, value: str) -> None:
+        self.client.tag_queue(QueueUrl=url, Tags={key: value})
+
     def url(self, name: str) -> str | None:
         """The URL of an existing queue, or None."""
         url = self._urls.get(name)
