@@ -44,11 +44,13 @@ def protean_id(message: "MessageTypeDef") -> str | None:
     return None if value is None else value.get("StringValue")
 
 
-def make_client(settings: SqsSettings) -> SQSClient:
-    """A client on boto3's credential chain; it never connects by itself."""
+def make_client(settings: SqsSettings, read_timeout: float | None = None) -> SQSClient:
+    """A client on boto3's credential chain; it never connects by itself.
+    Calls wait up to ``read_timeout`` for an answer (by default longer than
+    SQS's longest poll)."""
     config = Config(
         connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
+        read_timeout=settings.read_timeout if read_timeout is None else read_timeout,
         retries={"mode": "standard", "max_attempts": 3},
         max_pool_connections=20,
     )
