@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .held import Copy
+
 
 @dataclass
 class Delivery:
@@ -38,6 +40,9 @@ class GroupState:
     consumers: set[str] = field(default_factory=set)
     handed: dict[str, Delivery] = field(default_factory=dict)
     nacked: dict[str, Delivery] = field(default_factory=dict)
+    # What the stream held before its first group, while not yet copied here.
+    copy: Copy | None = None
+    copy_tried: float = 0.0
     owned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -28,13 +28,15 @@ DLQ_SUFFIX = ":dlq"
 GROUP = "g"
 HOLDING = "h"
 DEAD_LETTERS = "d"
+COPY_TOKEN = "t"
 
 TAG_STREAM = "protean-stream"
 TAG_GROUP = "protean-group"
 TAG_KIND = "protean-kind"
-# A group queue's copy of its holding queue: "<token> <unix time>" while a
-# process copies, "done" once copied.
+# Whether a group queue has its copy of the holding queue: "pending" until
+# a process copied it, then "done".
 TAG_HELD_COPY = "protean-held-copy"
+COPY_PENDING = "pending"
 COPY_DONE = "done"
 # What AWS takes in a tag value: at most 256 of these (ASCII kept: AWS's
 # "letters" are Unicode ones, which not every SQS-compatible server takes).
@@ -119,6 +121,11 @@ class Names:
     def holding_queue(self, stream: str) -> str:
         """Where a stream's messages wait while it has no group."""
         return self._stream_part(HOLDING, stream)
+
+    def copy_token_queue(self, stream: str) -> str:
+        """The FIFO queue whose one message is the turn to copy the stream's
+        holding queue."""
+        return self._stream_part(COPY_TOKEN, stream) + ".fifo"
 
     def dead_letter_queue(self, stream: str) -> str:
         """The one queue of ``{stream}:dlq`` (not fanned out)."""
