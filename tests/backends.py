@@ -58,6 +58,12 @@ class Backend:
     """Pins for the lower-tier check (one backend runs it on the oldest Protean)."""
     modules_that_must_run: tuple[str, ...] = field(default=())
     """Modules of the package's suite that may never skip in the whole run."""
+    cluster: bool = True
+    """Whether the package has three-node fault tests (marked ``cluster``)."""
+    undeclared: tuple[str, ...] = ()
+    """Capabilities its default answers leave out: their tests skip."""
+    protean_expected_failures: int = 1
+    """Protean's generic tests the package lists as expected failures."""
 
     @property
     def marker(self) -> pytest.MarkDecorator:
@@ -146,7 +152,7 @@ SQS = Backend(
     no_server_hints=(
         "python -m tests.sqs.sqs_server start",
         "SQS_ENDPOINT_URL=http://localhost:9324",
-        "the restart test starts an ElasticMQ node of its own",
+        "the restart tests start an ElasticMQ node of their own",
     ),
     runner=Runner(
         server="ElasticMQServer",
@@ -156,6 +162,9 @@ SQS = Backend(
         sigterm_logged="ElasticMQ server stopping",
     ),
     modules_that_must_run=("test_restart.py",),
+    cluster=False,  # ElasticMQ is one process; AWS runs SQS's redundancy
+    undeclared=("MESSAGE_ORDERING",),
+    protean_expected_failures=2,  # and publish order, on standard queues
 )
 
 SERVERS = (KAFKA, RABBITMQ, SQS)

@@ -44,14 +44,16 @@ def protean_id(message: "MessageTypeDef") -> str | None:
     return None if value is None else value.get("StringValue")
 
 
-def make_client(settings: SqsSettings, read_timeout: float | None = None) -> SQSClient:
+def make_client(
+    settings: SqsSettings, read_timeout: float | None = None, attempts: int = 3
+) -> SQSClient:
     """A client on boto3's credential chain; it never connects by itself.
     Calls wait up to ``read_timeout`` for an answer (by default longer than
-    SQS's longest poll)."""
+    SQS's longest poll), and are made ``attempts`` times at most."""
     config = Config(
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout if read_timeout is None else read_timeout,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "max_attempts": attempts},
         max_pool_connections=20,
     )
     session = boto3.session.Session(region_name=settings.region)
