@@ -151,6 +151,37 @@ def explain(
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
 
+def entry_bytes(entry: "SendMessageBatchRequestEntryTypeDef") -> int:
+    """What SQS counts of an entry toward the size limit: its body, and each
+    attribute's name, data type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode())
+        text, blob = value.get("StringValue"), value.get("BinaryValue")
+        if text is not None:
+            size += len(text.encode())
+        elif isinstance(blob, bytes | bytearray):
+            size += len(blob)
+    return size
+
+
+def batches(
+    entries: Sequence["SendMessageBatchRequestEntryTypeDef"], limit: int
+) -> list[list["SendMessageBatchRequestEntryTypeDef"]]:
+    """``entries`` in order, cut into batches of at most `BATCH` entries and
+    ``limit`` bytes in all (an entry larger than that alone)."""
+    out: list[list[SendMessageBatchRequestEntryTypeDef]] = []
+    size = 0
+    for entry in entries:
+        grows = entry_bytes(entry)
+        if not out or len(out[-1]) == BATCH or size + grows > limit:
+            out.append([])
+            size = 0
+        out[-1].append(entry)
+        size += grows
+    return out
+
+
 class Queues:
     """Queue URLs by name, and the calls made on them."""
 
@@ -273,13 +304,14 @@ class Queues:
     def send(
         self, url: str, entries: Sequence["SendMessageBatchRequestEntryTypeDef"]
     ) -> list[str]:
-        """Send in batches of ten, each failed entry again (up to three times
-        in all); return the ids of the entries still not stored."""
+        """Send in batches of at most ten entries and ``MAX_MESSAGE_BYTES`` in
+        all (SQS refuses a batch whose messages add up to more than its
+        message limit), each failed entry again (up to three times in all);
+        return the ids of the entries still not stored."""
         pending = list(entries)
         for attempt in range(3):
             failed: list[SendMessageBatchRequestEntryTypeDef] = []
-            for start in range(0, len(pending), BATCH):
-                chunk = pending[start : start + BATCH]
+            for chunk in batches(pending, self.settings.max_message_bytes):
                 reply = self.client.send_message_batch(QueueUrl=url, Entries=chunk)
                 refused = {f["Id"]: f for f in reply.get("Failed", [])}
                 if refused:
