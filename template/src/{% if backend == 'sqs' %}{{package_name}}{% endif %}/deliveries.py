@@ -45,6 +45,13 @@ class GroupState:
     copy_tried: float = 0.0
     owned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # What the heartbeat is extending now: a nack waits for it to end, or the
+    # extension could land after the nack's backoff and undo it.
+    extending: set[str] = field(default_factory=set)
+    extended: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.extended = threading.Condition(self.lock)
 
     def hand(self, identifier: str, delivery: Delivery, timeout: float) -> bool:
         """Record a delivery; False when the message is already in a
@@ -66,9 +73,23 @@ class GroupState:
                 identifier, None
             )
 
-    def take_handed(self, identifier: str) -> Delivery | None:
-        with self.lock:
+    def take_handed(self, identifier: str, patience: float) -> Delivery | None:
+        """Take a delivery out for a nack, once no extension of it is under
+        way (waiting up to ``patience`` seconds)."""
+        with self.extended:
+            self.extended.wait_for(
+                lambda: identifier not in self.extending, timeout=patience
+            )
             return self.handed.pop(identifier, None)
+
+    def take_all(self, patience: float) -> list[tuple[str, str]]:
+        """Take every delivery in a handler's hands out, once no extension is
+        under way (waiting up to ``patience`` seconds): (identifier, receipt)."""
+        with self.extended:
+            self.extended.wait_for(lambda: not self.extending, timeout=patience)
+            held = self._in_hand(math.inf)
+            self.handed.clear()
+            return held
 
     def put_back(self, identifier: str, delivery: Delivery) -> None:
         with self.lock:
@@ -106,12 +127,34 @@ class GroupState:
 
     def receipts_in_hand(self, within: float = math.inf) -> list[tuple[str, str]]:
         """Receipts of what handlers hold, handed out less than ``within`` ago."""
-        now = time.monotonic()
         with self.lock:
+            return self._in_hand(within)
+
+    def _in_hand(self, within: float) -> list[tuple[str, str]]:
+        now = time.monotonic()
+        return [
+            (i, d.receipt) for i, d in self.handed.items() if now - d.handed_at < within
+        ]
+
+    def begin_extension(self, within: float) -> list[tuple[str, str]]:
+        """`receipts_in_hand`, marked as being extended until `end_extension`:
+        a nack of one of them meanwhile waits."""
+        with self.lock:
+            held = self._in_hand(within)
+            self.extending = {i for i, _ in held}
+            return held
+
+    def end_extension(self, held: list[tuple[str, str]], failed: set[int]) -> list[str]:
+        """Let waiting nacks go on; of the ``failed`` positions of ``held``,
+        the identifiers still in a handler's hands with that receipt (the
+        others were settled meanwhile, and their failure says nothing)."""
+        with self.extended:
+            self.extending = set()
+            self.extended.notify_all()
             return [
-                (i, d.receipt)
-                for i, d in self.handed.items()
-                if now - d.handed_at < within
+                held[n][0]
+                for n in sorted(failed)
+                if (d := self.handed.get(held[n][0])) and d.receipt == held[n][1]
             ]
 
     def overdue(self, timeout: float) -> list[str]:
