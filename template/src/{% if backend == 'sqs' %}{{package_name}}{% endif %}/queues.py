@@ -127,26 +127,25 @@ def unreachable(exc: BaseException) -> bool:
     )
 
 
-def explain(
-    exc: BaseException, settings: SqsSettings, answered: bool = True
-) -> Exception:
+def explain(exc: BaseException, settings: SqsSettings) -> Exception:
     """An error that says what to check, for refused credentials or a refused
-    permission; else ``exc``. ``AccessDenied`` before SQS ever answered this
-    client counts as refused credentials (the keys may be another account's)."""
-    denied = error_code(exc) in DENIED_CODES
-    if refused_credentials(exc) or (denied and not answered):
+    permission; else ``exc``. ``AccessDenied`` comes from SQS once it took the
+    credentials: the IAM policy lacks the action (or the keys are another
+    account's), so it names the action."""
+    if refused_credentials(exc):
         return CredentialsRefused(
             f"SQS refused the credentials boto3 found ({exc}); check "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the role, "
             f"and the region ({settings.region or 'from the environment'})"
         )
-    if denied:
+    if error_code(exc) in DENIED_CODES:
         action = action_of(exc)
         tagging = " and sqs:TagQueue (queues are made with tags)"
         return PermissionRefused(
             f"SQS refused {action} ({exc}): the role or user needs {action}"
             f"{tagging if action == 'sqs:CreateQueue' else ''} on queues "
-            f"named {settings.queue_prefix}*"
+            f"named {settings.queue_prefix}* (the README lists every action the "
+            "adapter calls), or the credentials are another account's"
         )
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
@@ -189,14 +188,6 @@ class Queues:
         self.client = client
         self.settings = settings
         self._urls: dict[str, str] = {}
-        # Whether SQS ever answered this client: an AccessDenied before that
-        # is more likely wrong credentials than a missing permission.
-        self.answered = False
-        client.meta.events.register("after-call.sqs", self._saw_answer)
-
-    def _saw_answer(self, http_response: Any = None, **_: Any) -> None:
-        if http_response is not None and http_response.status_code < 300:
-            self.answered = True
 
     def forget(self, name: str | None = None) -> None:
         if name is None:
