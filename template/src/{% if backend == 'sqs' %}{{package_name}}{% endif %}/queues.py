@@ -141,11 +141,16 @@ def explain(exc: BaseException, settings: SqsSettings) -> Exception:
     if error_code(exc) in DENIED_CODES:
         action = action_of(exc)
         tagging = " and sqs:TagQueue (queues are made with tags)"
+        scope = (
+            'on "*" (it takes no queue ARN)'
+            if action == "sqs:ListQueues"
+            else f"on queues named {settings.queue_prefix}*"
+        )
         return PermissionRefused(
             f"SQS refused {action} ({exc}): the role or user needs {action}"
-            f"{tagging if action == 'sqs:CreateQueue' else ''} on queues "
-            f"named {settings.queue_prefix}* (the README lists every action the "
-            "adapter calls), or the credentials are another account's"
+            f"{tagging if action == 'sqs:CreateQueue' else ''} {scope} (the "
+            "README lists every action the adapter calls), or the credentials "
+            "are another account's"
         )
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
