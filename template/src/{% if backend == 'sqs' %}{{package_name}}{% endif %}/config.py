@@ -102,6 +102,12 @@ def parse_settings(conn_info: Mapping[str, Any]) -> SqsSettings:
         )
     prefix = prefix.removesuffix("-") + "-"
     retry = RetrySettings.read(reader)
+    if retry.message_timeout > LONGEST_VISIBILITY:
+        raise ConfigurationError(
+            f"message_timeout must be at most {LONGEST_VISIBILITY}, got "
+            f"{retry.message_timeout:g} (SQS keeps a received message hidden "
+            "at most 12 hours from its receive, however often it is extended)"
+        )
     settings = SqsSettings(
         **vars(retry),
         region=_region(reader),
