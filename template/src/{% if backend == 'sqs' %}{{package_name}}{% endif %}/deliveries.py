@@ -43,6 +43,7 @@ class GroupState:
     # What the stream held before its first group, while not yet copied here.
     copy: Copy | None = None
     copy_tried: float = 0.0
+    read_at: float = field(default_factory=time.time)  # the last receive
     owned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     # What the heartbeat is extending now: a nack waits for it to end, or the

@@ -38,6 +38,7 @@ class Copy:
 
     holding: str  # the holding queue's URL
     target: str  # the group queue's URL
+    since: int = 0  # copies what was sent from then (ms since the epoch)
     sent: set[str] = field(default_factory=set)  # holding-queue message ids
 
 
@@ -116,6 +117,7 @@ def copy_pass(queues: Queues, copy: Copy, token: Token) -> bool:
                 }
                 for n, m in enumerate(fresh)
                 if m["MessageId"] not in copy.sent
+                and int(m.get("Attributes", {}).get("SentTimestamp", 0)) >= copy.since
             ]
             if entries and queues.send(copy.target, entries):
                 return False
