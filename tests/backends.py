@@ -58,6 +58,12 @@ class Backend:
     """Pins for the lower-tier check (one backend runs it on the oldest Protean)."""
     modules_that_must_run: tuple[str, ...] = field(default=())
     """Modules of the package's suite that may never skip in the whole run."""
+    cluster: bool = True
+    """Whether the package has three-node fault tests (marked ``cluster``)."""
+    undeclared: tuple[str, ...] = ()
+    """Capabilities its default answers leave out: their tests skip."""
+    protean_expected_failures: int = 1
+    """Protean's generic tests the package lists as expected failures."""
 
     @property
     def marker(self) -> pytest.MarkDecorator:
@@ -136,7 +142,32 @@ RABBITMQ = Backend(
     modules_that_must_run=("test_ownership.py",),
 )
 
-SERVERS = (KAFKA, RABBITMQ)
+SQS = Backend(
+    name="sqs",
+    server_env="SQS_ENDPOINT_URL",
+    server_fixture="sqs_endpoint",
+    program="org.elasticmq.server.Main",
+    no_server_env={"JAVA_HOME": ""},  # and no java or mvn on PATH
+    no_server_files=("tests/test_registration.py", "tests/sqs/test_restart.py"),
+    no_server_hints=(
+        "python -m tests.sqs.sqs_server start",
+        "SQS_ENDPOINT_URL=http://localhost:9324",
+        "the restart tests start an ElasticMQ node of their own",
+    ),
+    runner=Runner(
+        server="ElasticMQServer",
+        folder="data_dir",
+        taken_port="port",
+        start_failure=r"^ElasticMQ could not bind port \d+:\n--- ",
+        sigterm_logged="ElasticMQ server stopping",
+    ),
+    modules_that_must_run=("test_restart.py",),
+    cluster=False,  # ElasticMQ is one process; AWS runs SQS's redundancy
+    undeclared=("MESSAGE_ORDERING",),
+    protean_expected_failures=2,  # and publish order, on standard queues
+)
+
+SERVERS = (KAFKA, RABBITMQ, SQS)
 BY_NAME = {backend.name: backend for backend in SERVERS}
 
 SERVER_BACKENDS = [

@@ -1,7 +1,7 @@
 """One benchmark scenario in a process of its own, so its peak memory is its own.
 
 Run by `tests/benchmark.py` with the Python of a virtual environment that holds
-the rendered Kafka and RabbitMQ packages, Protean, pika and the Redis client.
+the rendered Kafka, RabbitMQ and SQS packages, Protean, pika and the Redis client.
 Prints one JSON line:
 `{"rate": messages per second, "peak_rss_mib": ..., "seconds": ...}`.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 import uuid
@@ -546,6 +547,164 @@ def engine_rabbitmq(args: argparse.Namespace) -> float:
     return drain_with_engine("rabbitmq", args, URI=args.rabbitmq_uri)
 
 
+# -- Amazon SQS -----------------------------------------------------------------
+
+SQS_BATCH = 10
+"""SQS's most entries per SendMessageBatch and messages per ReceiveMessage."""
+
+
+def sqs_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The adapter's settings as a user would give them: the defaults (one
+    group listing per GROUP_DISCOVERY_MS, 1 s), and a prefix of this process's
+    own, so no other run's queues are listed and all of its can be deleted."""
+    return {"ENDPOINT_URL": args.sqs_endpoint, "QUEUE_PREFIX": args.queue_prefix}
+
+
+def sqs_credentials() -> None:
+    """ElasticMQ checks no signature, but boto3 signs every call: any
+    credentials and region do, given through boto3's own chain; a real
+    endpoint uses the environment's."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "elasticmq")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "elasticmq")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "elasticmq")
+
+
+def sqs_client(args: argparse.Namespace) -> Any:
+    import boto3
+
+    sqs_credentials()
+    return boto3.client("sqs", endpoint_url=args.sqs_endpoint)
+
+
+@contextmanager
+def sqs_queue(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+    """A raw client and a queue of its own, deleted afterwards."""
+    client = sqs_client(args)
+    name = f"{args.queue_prefix}raw-{uuid.uuid4().hex[:8]}"
+    url = client.create_queue(QueueName=name)["QueueUrl"]
+    try:
+        yield client, url
+    finally:
+        client.delete_queue(QueueUrl=url)
+
+
+def delete_run_queues(args: argparse.Namespace) -> None:
+    """Delete the queues the adapter made under this run's prefix."""
+    client = sqs_client(args)
+    listed = client.list_queues(QueueNamePrefix=args.queue_prefix, MaxResults=1000)
+    for url in listed.get("QueueUrls", []):
+        client.delete_queue(QueueUrl=url)
+
+
+def raw_sqs_send(args: argparse.Namespace) -> float:
+    """boto3: one SendMessage per message, from one thread; SQS has stored
+    the message when the call returns."""
+    body = json.dumps(PAYLOAD)
+    with sqs_queue(args) as (client, url):
+
+        def work() -> None:
+            for _ in range(args.messages):
+                client.send_message(QueueUrl=url, MessageBody=body)
+
+        return timed(args.messages, work)
+
+
+def raw_sqs_send_batch(args: argparse.Namespace) -> float:
+    """boto3: SendMessageBatch of 10, each reply checked for refused entries."""
+    body = json.dumps(PAYLOAD)
+    entries = [{"Id": str(n), "MessageBody": body} for n in range(SQS_BATCH)]
+    with sqs_queue(args) as (client, url):
+
+        def work() -> None:
+            for start in range(0, args.messages, SQS_BATCH):
+                chunk = entries[: min(SQS_BATCH, args.messages - start)]
+                reply = client.send_message_batch(QueueUrl=url, Entries=chunk)
+                if reply.get("Failed"):
+                    raise RuntimeError(f"SQS refused {reply['Failed']}")
+
+        return timed(args.messages, work)
+
+
+def raw_sqs_receive(args: argparse.Namespace) -> float:
+    """boto3: ReceiveMessage of 10, then one DeleteMessageBatch for them."""
+    body = json.dumps(PAYLOAD)
+    entries = [{"Id": str(n), "MessageBody": body} for n in range(SQS_BATCH)]
+    with sqs_queue(args) as (client, url):
+        for start in range(0, args.messages, SQS_BATCH):
+            chunk = entries[: min(SQS_BATCH, args.messages - start)]
+            client.send_message_batch(QueueUrl=url, Entries=chunk)
+        received = 0
+
+        def work() -> None:
+            nonlocal received
+            while received < args.messages:
+                reply = client.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=SQS_BATCH, WaitTimeSeconds=1
+                )
+                messages = reply.get("Messages", [])
+                if not messages:
+                    continue
+                for message in messages:
+                    json.loads(message["Body"])
+                deleted = client.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                        for n, m in enumerate(messages)
+                    ],
+                )
+                if deleted.get("Failed"):
+                    raise RuntimeError(f"SQS did not delete {deleted['Failed']}")
+                received += len(messages)
+
+        return timed(args.messages, work)
+
+
+def sqs_publish(args: argparse.Namespace) -> float:
+    """Returns once SQS stored each message in the one group's queue: a
+    fan-out of one, a SendMessageBatch per message."""
+    sqs_credentials()
+    try:
+        return publish_each("sqs", args, group=True, **sqs_settings(args))
+    finally:
+        delete_run_queues(args)
+
+
+def sqs_publish_many(args: argparse.Namespace) -> float:
+    """Ten SendMessageBatch calls of 10 per batch of 100, to the one group."""
+    sqs_credentials()
+    try:
+        return publish_batches("sqs", args, group=True, **sqs_settings(args))
+    finally:
+        delete_run_queues(args)
+
+
+def sqs_read_ack(args: argparse.Namespace) -> float:
+    """Messages another broker published into the group's queue; each ack is
+    one DeleteMessage, as Protean acks one message at a time."""
+    sqs_credentials()
+    stream = f"bench::read-{uuid.uuid4().hex[:8]}"
+    try:
+        with protean_broker("sqs", **sqs_settings(args)) as broker:
+            group = f"bench-{uuid.uuid4().hex[:8]}"
+            broker._ensure_group(group, stream)  # the group's queue takes every one
+            with protean_broker("sqs", **sqs_settings(args)) as producer:
+                fill(producer, stream, args.messages)
+            return read_and_ack(broker, stream, args.messages, group)
+    finally:
+        delete_run_queues(args)
+
+
+def engine_sqs(args: argparse.Namespace) -> float:
+    """Published before the subscription starts, so the group's queue is
+    made on the engine's first run and takes them from the holding queue."""
+    sqs_credentials()
+    try:
+        return drain_with_engine("sqs", args, **sqs_settings(args))
+    finally:
+        delete_run_queues(args)
+
+
 def create_topic(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(timeout=30)
@@ -573,6 +732,13 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], float | dict[str, float]]] =
     "raw_pika_consume": raw_pika_consume,
     "rabbitmq_read_ack": rabbitmq_read_ack,
     "engine_rabbitmq": engine_rabbitmq,
+    "raw_sqs_send": raw_sqs_send,
+    "raw_sqs_send_batch": raw_sqs_send_batch,
+    "sqs_publish": sqs_publish,
+    "sqs_publish_many": sqs_publish_many,
+    "raw_sqs_receive": raw_sqs_receive,
+    "sqs_read_ack": sqs_read_ack,
+    "engine_sqs": engine_sqs,
 }
 
 
@@ -582,6 +748,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--rabbitmq-uri", default="")
+    parser.add_argument("--sqs-endpoint", default="")
+    # SQS queues of this process's own: it deletes them when it is done.
+    parser.add_argument("--queue-prefix", default=f"b{uuid.uuid4().hex[:12]}-")
     parser.add_argument("--redis-url", required=True)
     # Protean's settings on the production path (outbox and stream
     # subscription); the defaults are Protean 0.18's.

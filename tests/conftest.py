@@ -37,7 +37,12 @@ TIERS = (
 )
 BACKENDS = ("skeleton", *(backend.name for backend in SERVERS))
 # Partition leases need an atomic store neither Kafka nor RabbitMQ has.
-UNSUPPORTED = {("kafka", "enterprise_streaming"), ("rabbitmq", "enterprise_streaming")}
+UNSUPPORTED = {
+    ("kafka", "enterprise_streaming"),
+    ("rabbitmq", "enterprise_streaming"),
+    ("sqs", "ordered_messaging"),
+    ("sqs", "enterprise_streaming"),
+}
 
 TIMINGS: dict[str, float] = {}
 """Steps timed in this process, by key."""
@@ -312,6 +317,24 @@ def rabbitmq_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield node.uri
 
 
+@pytest.fixture(scope="session")
+def sqs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One warm ElasticMQ for the whole session: the SQS `SQS_ENDPOINT_URL`
+    names, or a node from the runner generated SQS packages carry
+    (`tests/sqs_server.py` loads it from `template/`).
+
+    A node that cannot start fails the tests with its log; it never skips them.
+    """
+    from tests.sqs_server import ElasticMQServer
+
+    configured = os.environ.get("SQS_ENDPOINT_URL")
+    if configured:
+        yield configured
+        return
+    with ElasticMQServer(tmp_path_factory.mktemp("sqs") / "data") as server:
+        yield server.endpoint_url
+
+
 def check_lint_types_and_build(bin_dir: Path, package: Path, dist: Path) -> None:
     """What the generated CI runs besides the tests: ruff, mypy, build, twine."""
     run(bin_dir / "ruff", "check", ".", cwd=package)
@@ -359,12 +382,28 @@ def processes_under(folder: Path, program: str) -> list[str]:
 
 
 def check_cluster_module(
-    package: Path, backend: str, program: str, tmp_path: Path, stopwatch: Stopwatch
+    package: Path,
+    backend: str,
+    program: str,
+    tmp_path: Path,
+    stopwatch: Stopwatch,
+    cluster: bool = True,
 ) -> None:
     """A plain `pytest` deselects the package's three-node module; `pytest -m
     cluster` runs every test in it, as CI does, where none may skip, and no
     server process of ``program`` outlives it."""
     module = Path(f"tests/{backend}/test_cluster_faults.py")
+    if not cluster:
+        # A server without a cluster: the marker selects nothing to run.
+        assert not (package / module).exists()
+        bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(package))
+        marked = subprocess.run(
+            [bin_dir / "pytest", "-q", "-p", "no:cacheprovider", "-m", "cluster",
+             "--collect-only"],
+            cwd=package, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert marked.returncode == 5, marked.stdout  # "no tests collected"
+        return
     count = len(re.findall(r"^def test_", (package / module).read_text(), re.M))
     assert count >= 2
     with stopwatch.step("install"):
@@ -400,7 +439,12 @@ def skipped_for_a_capability(line: str) -> bool:
 
 
 def check_the_whole_suite(
-    package: Path, server_env: str, program: str, tmp_path: Path, stopwatch: Stopwatch
+    package: Path,
+    server_env: str,
+    program: str,
+    tmp_path: Path,
+    stopwatch: Stopwatch,
+    undeclared: tuple[str, ...] = (),
 ) -> list[str]:
     """Install ``package`` non-editable with the newest Protean and run its
     whole suite, the servers its own tests start (``server_env`` empty), as in
@@ -422,12 +466,14 @@ def check_the_whole_suite(
     # partition leases, so only the partitioning tests may skip, besides the
     # Observatory check when protean[server] is not installed, and the
     # conformance tests the backend's conftest snippet lists, with its
-    # reasons, as promises its transport does not make.
+    # reasons, as promises its transport does not make, and the tests of
+    # capabilities the backend does not implement (``undeclared``).
     allowed = (
         "STREAM_PARTITIONING",
         "(protean[server])",
         "not promised by this transport",
         "the broker declares",  # a test of what an undeclared capability does
+        *(f"the broker does not declare {c}" for c in undeclared),
     )
     assert all(any(a in line for a in allowed) for line in skipped), skipped
     assert not processes_under(scratch, program), "a server outlived the session"

@@ -19,6 +19,7 @@ if [[ "$(.venv/bin/actionlint -version 2>/dev/null | head -n 1)" != "$ACTIONLINT
         go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 fi
 .venv/bin/python tests/kafka_server.py fetch >/dev/null   # Kafka jars for the runner generated packages carry; cached
+.venv/bin/python tests/sqs_server.py fetch >/dev/null     # ElasticMQ jars, likewise
 
 export PATH="$PWD/.venv/bin:$PATH"
 # Two workers: each server backend's tests stay in one of them, in order, with

@@ -177,7 +177,7 @@ def released_template(destination: Path) -> tuple[Path, str, str]:
 
 
 # Backends the last release has; one added since cannot be rendered from it.
-RELEASED_BACKENDS = [b for b in BACKENDS if b != "rabbitmq"]
+RELEASED_BACKENDS = [b for b in BACKENDS if b not in ("rabbitmq", "sqs")]
 
 
 @pytest.mark.parametrize("backend", RELEASED_BACKENDS)

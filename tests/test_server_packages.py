@@ -53,7 +53,12 @@ def test_the_suite_passes_on_its_own_servers_with_nothing_skipped(
     the floor (Protean 0.15.0, the lowest client) runs the same suite in
     tests/test_install_paths.py."""
     skipped = check_the_whole_suite(
-        package, backend.server_env, backend.program, tmp_path, stopwatch
+        package,
+        backend.server_env,
+        backend.program,
+        tmp_path,
+        stopwatch,
+        backend.undeclared,
     )
     for module in backend.modules_that_must_run:
         assert module not in " ".join(skipped)
@@ -62,7 +67,9 @@ def test_the_suite_passes_on_its_own_servers_with_nothing_skipped(
 def test_the_cluster_fault_tests_run_when_asked_and_pass_on_three_nodes(
     backend: Backend, package: Path, tmp_path: Path, stopwatch: Stopwatch
 ) -> None:
-    check_cluster_module(package, backend.name, backend.program, tmp_path, stopwatch)
+    check_cluster_module(
+        package, backend.name, backend.program, tmp_path, stopwatch, backend.cluster
+    )
 
 
 def test_without_a_server_the_tests_say_how_to_get_one(

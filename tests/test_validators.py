@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, render
+from tests.conftest import BACKENDS, REPO_ROOT, TIERS, UNSUPPORTED, render
 
 BAD_ANSWERS = [
     ("broker_name", "Kafka-Broker", "lowercase letter, then lowercase letters"),
@@ -233,11 +233,10 @@ def test_the_names_class_name_refuses_are_those_the_generated_code_binds(
 ) -> None:
     """A class named like an import beside it replaces it, or is replaced."""
     bound: set[str] = set()
-    for backend, tier in [
-        ("skeleton", "enterprise_streaming"),
-        ("kafka", "ordered_messaging"),
-        ("rabbitmq", "ordered_messaging"),
-    ]:
+    for backend in BACKENDS:  # each at the highest tier it takes: the most code
+        tier = max(
+            (t for t in TIERS if (backend, t) not in UNSUPPORTED), key=TIERS.index
+        )
         package = render(
             template_src, tmp_path / backend, backend=backend, capability_tier=tier
         )
