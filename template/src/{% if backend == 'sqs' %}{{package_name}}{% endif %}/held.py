@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .queues import BATCH, Queues
+from .queues import BATCH, Queues, attributes_to_resend
 
 if TYPE_CHECKING:
     from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
@@ -113,7 +113,7 @@ def copy_pass(queues: Queues, copy: Copy, token: Token) -> bool:
                 {
                     "Id": str(n),
                     "MessageBody": m["Body"],
-                    "MessageAttributes": m.get("MessageAttributes", {}),
+                    "MessageAttributes": attributes_to_resend(m),
                 }
                 for n, m in enumerate(fresh)
                 if m["MessageId"] not in copy.sent

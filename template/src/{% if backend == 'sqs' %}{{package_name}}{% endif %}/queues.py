@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from types_boto3_sqs.client import SQSClient
     from types_boto3_sqs.literals import QueueAttributeNameType
     from types_boto3_sqs.type_defs import (
+        MessageAttributeValueTypeDef,
         MessageTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
 else:
     SQSClient = Any
+    MessageAttributeValueTypeDef = dict
     MessageTypeDef = dict
     QueueAttributeNameType = str
     SendMessageBatchRequestEntryTypeDef = dict
@@ -42,6 +44,22 @@ def protean_id(message: "MessageTypeDef") -> str | None:
     """The identifier the adapter gave a message at publish, if it has one."""
     value = message.get("MessageAttributes", {}).get(ID_ATTRIBUTE)
     return None if value is None else value.get("StringValue")
+
+
+def attributes_to_resend(
+    message: "MessageTypeDef",
+) -> dict[str, "MessageAttributeValueTypeDef"]:
+    """A received message's attributes in the shape a send takes, so a copy
+    keeps every one of them, whoever wrote it."""
+    kept: dict[str, MessageAttributeValueTypeDef] = {}
+    for name, value in message.get("MessageAttributes", {}).items():
+        attribute: MessageAttributeValueTypeDef = {"DataType": value["DataType"]}
+        if "StringValue" in value:
+            attribute["StringValue"] = value["StringValue"]
+        if "BinaryValue" in value:
+            attribute["BinaryValue"] = value["BinaryValue"]
+        kept[name] = attribute
+    return kept
 
 
 def make_client(
