@@ -394,7 +394,10 @@ def check_cluster_module(
     server process of ``program`` outlives it."""
     module = Path(f"tests/{backend}/test_cluster_faults.py")
     if not cluster:
-        # A server without a cluster: the marker selects nothing to run.
+        # A server without a cluster: no test carries the marker. pytest
+        # collects nothing (exit 5), or, from pytest 9, refuses the marker the
+        # package does not declare (exit 4); a test that carried it would fail
+        # the collection under --strict-markers instead.
         assert not (package / module).exists()
         bin_dir = make_venv(tmp_path / "venv", *with_dev_tools(package))
         marked = subprocess.run(
@@ -402,7 +405,10 @@ def check_cluster_module(
              "--collect-only"],
             cwd=package, capture_output=True, text=True, check=False,
         )  # fmt: skip
-        assert marked.returncode == 5, marked.stdout  # "no tests collected"
+        said = marked.stdout + marked.stderr
+        assert marked.returncode == 5 or (
+            marked.returncode == 4 and "Unknown marker(s)" in said
+        ), said
         return
     count = len(re.findall(r"^def test_", (package / module).read_text(), re.M))
     assert count >= 2
