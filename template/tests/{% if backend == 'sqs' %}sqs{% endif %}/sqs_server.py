@@ -1,27 +1,12 @@
-"""Run a real ElasticMQ node, an SQS-compatible server, for the tests.
+"""ElasticMQ, a real SQS-compatible server, for the tests: one JVM per node,
+speaking SQS's JSON and query protocols, its jars and dev-node commands
+(``fetch``, ``start``, ``status``, ``stop``) as ``tests/local_servers.py``
+describes, the cache named by ``SQS_HARNESS_CACHE``.
 
-Needs a JDK 17+ and Maven: ElasticMQ's jars come from Maven Central through
-``pom.xml`` next to this file (one ``mvn`` run, cached under
-``~/.cache/protean-broker-template`` or ``SQS_HARNESS_CACHE``, for every
-package of this user), and each node runs as a plain ``java`` child process
-on a free loopback port, speaking SQS's JSON and query protocols.
-
-From tests::
-
-    with ElasticMQServer() as sqs:          # queues and messages in memory
-        use(sqs.endpoint_url)
-
-    with ElasticMQServer(persistent=True) as sqs:   # kept across restarts
-        sqs.kill()     # SIGKILL, as a crashed server
-        sqs.start()    # same port, same queues and messages
-
-From a shell, a long-lived node for development, this package's own (its
-files in the cache above, below ``dev-nodes/<package folder>-<hash>/``)::
-
-    python -m tests.sqs.sqs_server fetch   # resolve the jars only
-    python -m tests.sqs.sqs_server start   # last line: SQS_ENDPOINT_URL=...
-    python -m tests.sqs.sqs_server status
-    python -m tests.sqs.sqs_server stop
+Queues and messages live in memory unless ``persistent=True``, which keeps
+them in H2 files across a kill and a start on the same port: the restart
+tests use it, benchmarks do not (it runs batches 2-2.5x slower). The shell's
+``start`` prints ``SQS_ENDPOINT_URL=...`` last, for the tests to reuse.
 """
 
 from __future__ import annotations
