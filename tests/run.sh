@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the template's tests need, then run all of them.
 #
-#   bash tests/run.sh            every test: render matrix, packages, Kafka, RabbitMQ
-#   bash tests/run.sh -m "not package and not kafka and not rabbitmq"   the fast tier only
+#   bash tests/run.sh            every test: render matrix, packages, Kafka, RabbitMQ, SQS
+#   bash tests/run.sh -m "not package and not kafka and not rabbitmq and not sqs"   the fast tier only
 #
 # Needs Python 3.11+, a JDK 17+ and Maven (Kafka comes from Maven Central),
 # rabbitmq-server (Debian's package: its nodes, not its service), Go (1.21+; it

@@ -320,7 +320,7 @@ def prose_paragraphs(markdown: str) -> list[list[str]]:
     paragraphs: list[list[str]] = [[]]
     fenced = False
     for line in markdown.splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):  # a fence may be indented in a list item
             fenced = not fenced
             paragraphs.append([])
         elif fenced or line.startswith(("|", "#")) or not line.strip():
