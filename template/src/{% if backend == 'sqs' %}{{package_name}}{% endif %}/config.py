@@ -38,11 +38,12 @@ class SqsSettings(RetrySettings):
     hold_max_messages: int = 10_000
     hold_retention: int = 4 * 24 * 60 * 60
 
-    @property
-    def read_timeout(self) -> float:
-        """The client's socket read timeout: above SQS's longest poll (20 s),
-        or a long poll would be cut off and strand what it received."""
-        return 30.0
+    # Seconds a receive waits for SQS's answer: above its longest poll (20 s),
+    # or a long poll would be cut off and strand what it received.
+    poll_read_timeout: float = 30.0
+    # Seconds any other call waits for an answer: an endpoint that takes the
+    # connection and never answers fails a call of three attempts in 30 s.
+    call_read_timeout: float = 10.0
 
 
 def _endpoint(reader: Reader) -> str | None:

@@ -63,15 +63,15 @@ def attributes_to_resend(
 
 
 def make_client(
-    settings: SqsSettings, read_timeout: float | None = None, attempts: int = 3
+    settings: SqsSettings, read_timeout: float, attempts: int = 3
 ) -> SQSClient:
     """A client on boto3's credential chain; it never connects by itself.
-    Calls wait up to ``read_timeout`` for an answer (by default longer than
-    SQS's longest poll), and are made ``attempts`` times at most."""
+    Calls wait up to ``read_timeout`` for an answer, and are made ``attempts``
+    times at most (the first and its retries)."""
     config = Config(
         connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout if read_timeout is None else read_timeout,
-        retries={"mode": "standard", "max_attempts": attempts},
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": attempts},
         max_pool_connections=20,
     )
     session = boto3.session.Session(region_name=settings.region)
@@ -207,10 +207,20 @@ def batches(
 class Queues:
     """Queue URLs by name, and the calls made on them."""
 
-    def __init__(self, client: SQSClient, settings: SqsSettings) -> None:
+    def __init__(
+        self, client: SQSClient, settings: SqsSettings, poller: SQSClient | None = None
+    ) -> None:
         self.client = client
+        # Receives wait on their own client, whose read timeout outlasts a
+        # long poll; ``client`` gives up sooner on everything else.
+        self.poller = client if poller is None else poller
         self.settings = settings
         self._urls: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.client.close()
+        if self.poller is not self.client:
+            self.poller.close()
 
     def forget(self, name: str | None = None) -> None:
         if name is None:
@@ -220,6 +230,24 @@ class Queues:
 
     def missing(self, exc: BaseException) -> bool:
         return isinstance(exc, self.client.exceptions.QueueDoesNotExist)
+
+    def stale(self, exc: BaseException) -> bool:
+        """Whether SQS refused a receipt handle because the delivery is over
+        (deleted, expired, handed to another reader) or its queue is gone:
+        not a call to try again."""
+        errors = self.client.exceptions
+        if isinstance(
+            exc,
+            errors.ReceiptHandleIsInvalid
+            | errors.MessageNotInflight
+            | errors.QueueDoesNotExist,
+        ):
+            return True
+        # AWS answers a handle from an earlier delivery with this generic code.
+        return (
+            isinstance(exc, botocore.exceptions.ClientError)
+            and exc.response.get("Error", {}).get("Code") == "InvalidParameterValue"
+        )
 
     def create(
         self,
@@ -346,7 +374,7 @@ class Queues:
     def receive(
         self, url: str, count: int, wait: int, visibility: int
     ) -> list["MessageTypeDef"]:
-        reply = self.client.receive_message(
+        reply = self.poller.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=max(1, min(count, BATCH)),
             WaitTimeSeconds=max(0, min(wait, LONGEST_POLL)),
