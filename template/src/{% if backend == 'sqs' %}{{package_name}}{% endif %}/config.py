@@ -126,7 +126,7 @@ def parse_settings(conn_info: Mapping[str, Any]) -> SqsSettings:
             "MAX_MESSAGE_BYTES", LARGEST_MESSAGE, minimum=8192, maximum=LARGEST_MESSAGE
         ),
         hold_max_messages=reader.integer(
-            "HOLD_MAX_MESSAGES", 10_000, minimum=0, maximum=10_000_000
+            "HOLD_MAX_MESSAGES", 10_000, minimum=0, maximum=100_000
         ),
         hold_retention=reader.integer(
             "HOLD_RETENTION_S", 4 * 24 * 3600, minimum=60, maximum=LONGEST_RETENTION
