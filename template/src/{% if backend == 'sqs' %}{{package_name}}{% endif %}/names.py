@@ -92,6 +92,15 @@ def tag_value(name: str) -> str:
     return f"{value[: TAG_ROOM - 18]}=h{digest}"
 
 
+_TAG_ESCAPE = re.compile(r"=u([0-9a-f]{6})|=([0-9a-f]{2})")
+
+
+def name_from_tag(value: str) -> str:
+    """The name `tag_value` made ``value`` of (one past 256 characters keeps
+    its start and hash)."""
+    return _TAG_ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), value)
+
+
 def dlq_stream_of(stream: str) -> str:
     return stream if stream.endswith(DLQ_SUFFIX) else stream + DLQ_SUFFIX
 

@@ -320,8 +320,9 @@ class Queues:
                 return urls
 
     def counts(self, url: str) -> dict[str, int]:
-        """Approximate depths: visible, in flight, delayed (zeros for a queue
-        deleted meanwhile)."""
+        """Approximate depths: visible, in flight, delayed, and when the queue
+        was made (seconds since the epoch); zeros for a queue deleted
+        meanwhile."""
         try:
             reply = self.client.get_queue_attributes(
                 QueueUrl=url,
@@ -329,11 +330,12 @@ class Queues:
                     "ApproximateNumberOfMessages",
                     "ApproximateNumberOfMessagesNotVisible",
                     "ApproximateNumberOfMessagesDelayed",
+                    "CreatedTimestamp",
                 ],
             )
         except self.client.exceptions.QueueDoesNotExist:
             self._urls = {k: v for k, v in self._urls.items() if v != url}
-            return {"visible": 0, "in_flight": 0, "delayed": 0}
+            return {"visible": 0, "in_flight": 0, "delayed": 0, "created": 0}
         attributes = reply.get("Attributes", {})
         return {
             "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
@@ -341,6 +343,7 @@ class Queues:
                 attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
             ),
             "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+            "created": int(attributes.get("CreatedTimestamp", 0)),
         }
 
     def send(
