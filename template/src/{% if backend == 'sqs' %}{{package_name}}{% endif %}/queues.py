@@ -228,20 +228,24 @@ class Queues:
         else:
             self._urls.pop(name, None)
 
+    def _raised(self, exc: BaseException, *codes: str) -> bool:
+        """Whether ``exc`` is one of SQS's modelled errors ``codes``, from
+        either client (each client has exception classes of its own)."""
+        return any(
+            isinstance(exc, getattr(client.exceptions, code))
+            for client in (self.client, self.poller)
+            for code in codes
+        )
+
     def missing(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.client.exceptions.QueueDoesNotExist)
+        return self._raised(exc, "QueueDoesNotExist")
 
     def stale(self, exc: BaseException) -> bool:
         """Whether SQS refused a receipt handle because the delivery is over
         (deleted, expired, handed to another reader) or its queue is gone:
         not a call to try again."""
-        errors = self.client.exceptions
-        if isinstance(
-            exc,
-            errors.ReceiptHandleIsInvalid
-            | errors.MessageNotInflight
-            | errors.QueueDoesNotExist,
-        ):
+        codes = ("ReceiptHandleIsInvalid", "MessageNotInflight", "QueueDoesNotExist")
+        if self._raised(exc, *codes):
             return True
         # AWS answers a handle from an earlier delivery with this generic code.
         return (
