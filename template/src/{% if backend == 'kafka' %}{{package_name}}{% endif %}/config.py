@@ -161,7 +161,7 @@ def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
         topic_config=_topic_config(reader.string_table("TOPIC_CONFIG")),
         commit_every=reader.integer("COMMIT_EVERY", 100, minimum=1),
         commit_interval=reader.millis("COMMIT_INTERVAL_MS", 1_000, minimum=0),
-        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 60_000, minimum=1_000),
+        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 300_000, minimum=1_000),
     )
     if settings.topic_replication_factor == 0:
         raise ConfigurationError(

@@ -240,11 +240,16 @@ class GroupConsumer:
         """Leave the group if no caller read, acked or nacked since ``since``
         (monotonic); True if it left.
 
-        What it fetched and had not handed out goes back to Kafka uncounted
-        (committed as a clean handover); a delivery handed out less than
-        ``message_timeout`` ago keeps it a member (its handler may still ack
-        it), one handed out longer ago goes back as an expired one would; a
-        dead-letter write under way keeps it too. The next read joins again.
+        What it fetched and had not handed out goes back to Kafka uncounted:
+        the handover is committed, and waited for, before the partitions are
+        dropped (a commit that fails, as during a rebalance, keeps the member
+        until a later tick). A delivery in a handler's hands keeps it a
+        member (its handler may still ack it); one past ``message_timeout``
+        counts as a failed attempt, as at a read, and a failed attempt waiting
+        for its retry or its dead-letter write keeps the member too, so a
+        retry is neither lost nor counted again, and a handler that hangs on
+        a record keeps it here rather than spread it. The next read joins
+        again.
         """
         if not self._polling.acquire(blocking=False):
             return False  # a reader polls: not idle
@@ -252,12 +257,12 @@ class GroupConsumer:
             with self._lock:
                 if not self._member or self._closed or self.last_used >= since:
                     return False
-                handed_after = time.monotonic() - self._settings.message_timeout
-                if self._parking or any(
-                    d.delivered_at > handed_after for d in self._inflight.values()
-                ):
+                self._expire_stale()
+                if self._parking or self._waiting or self._inflight:
                     return False
                 offsets = self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
+                if offsets and not self._handover_committed(offsets):
+                    return False
                 self._drop(set(self._partitions))
                 self._ready.clear()
                 self._inflight.clear()
@@ -268,7 +273,6 @@ class GroupConsumer:
                 self.has_read = False
                 self._generation += 1
                 client = self.consumer
-            self._send_commit(offsets, sync=False)
         finally:
             self._polling.release()
         threading.Thread(
@@ -278,6 +282,26 @@ class GroupConsumer:
             daemon=True,
         ).start()
         return True
+
+    def _handover_committed(self, offsets: list[TopicPartition]) -> bool:
+        """Commit a let-go's handover and wait for Kafka's answer: True when
+        every partition's offset was stored (the next owner starts there)."""
+        try:
+            stored = self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            failed = str(exc)
+        else:
+            errors = [tp.error for tp in stored or [] if tp.error is not None]
+            if not errors:
+                return True
+            failed = ", ".join(str(error) for error in errors)
+        logger.info(
+            "Kafka group %s stays a member a while longer: its handover commit "
+            "failed (%s)",
+            self.group,
+            failed,
+        )
+        return False
 
     def _close_client(self, client: Consumer) -> None:
         """Close a client nobody polls any more (it let go); librdkafka sends
@@ -419,6 +443,7 @@ class GroupConsumer:
             # durably; no other thread polls this consumer meanwhile.
             self._maybe_commit(wait_for_careful=True)
         finally:
+            self.last_used = time.monotonic()  # idle from when the read ended
             self._polling.release()
         failure = self.local_failure
         if not batch and failure is not None:

@@ -141,7 +141,7 @@ def parse_settings(conn_info: Mapping[str, Any]) -> RabbitMQSettings:
         max_message_bytes=reader.integer(
             "MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1, maximum=LARGEST_MESSAGE
         ),
-        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 60_000, minimum=1_000),
+        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 300_000, minimum=1_000),
     )
     tls_keys = [
         key
