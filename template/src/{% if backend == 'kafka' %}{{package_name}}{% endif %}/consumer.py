@@ -60,7 +60,7 @@ from confluent_kafka import (
 from .config import KafkaSettings
 from .credentials import Credentials
 from .errors import OutOfLocalResources
-from .offsets import CLEAN_HANDOVER, PartitionOffsets
+from .offsets import CLEAN_HANDOVER, PartitionOffsets, handouts_metadata
 from .reachability import Reachability, local_exhaustion
 from .records import HEADER_ONLY_GROUP, IncomingRecord, read_record
 from .retries import RetrySchedule, backoff
@@ -244,12 +244,13 @@ class GroupConsumer:
         the handover is committed, and waited for, before the partitions are
         dropped (a commit that fails, as during a rebalance, keeps the member
         until a later tick). A delivery in a handler's hands keeps it a
-        member (its handler may still ack it); one past ``message_timeout``
-        counts as a failed attempt, as at a read, and a failed attempt waiting
-        for its retry or its dead-letter write keeps the member too, so a
-        retry is neither lost nor counted again, and a handler that hangs on
-        a record keeps it here rather than spread it. The next read joins
-        again.
+        member (its handler may still ack it), and so does a dead-letter
+        write under way. One past ``message_timeout`` counts as a failed
+        attempt, as at a read; a failed attempt waiting for its retry at a
+        partition's commit point goes to the next owner counted (the commit
+        records its attempts instead of a clean handover), so a message whose
+        handler hangs or fails is dead-lettered after ``max_retries`` however
+        often its group changes hands. The next read joins again.
         """
         if not self._polling.acquire(blocking=False):
             return False  # a reader polls: not idle
@@ -258,15 +259,18 @@ class GroupConsumer:
                 if not self._member or self._closed or self.last_used >= since:
                     return False
                 self._expire_stale()
-                if self._parking or self._waiting or self._inflight:
+                if self._parking or self._inflight:
                     return False
-                offsets = self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
+                offsets = self._counting_waiting(
+                    self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
+                )
                 if offsets and not self._handover_committed(offsets):
                     return False
                 self._drop(set(self._partitions))
                 self._ready.clear()
                 self._inflight.clear()
                 self._waiting.clear()
+                self._schedule = RetrySchedule(time.monotonic)
                 self._starts.clear()
                 self._joined = False
                 self._member = False
@@ -282,6 +286,20 @@ class GroupConsumer:
             daemon=True,
         ).start()
         return True
+
+    def _counting_waiting(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
+        """``offsets`` with the attempts of a failed delivery waiting for its
+        retry at a commit point recorded, as an unclean owner's are, so the
+        next owner counts them (its backoff starts again there)."""
+        waiting = {(d.partition, d.offset): d for d in self._waiting.values()}
+        counted = []
+        for tp in offsets:
+            delivery = waiting.get((tp.partition, tp.offset))
+            if delivery is not None:
+                note = handouts_metadata(tp.offset, delivery.attempts)
+                tp = TopicPartition(tp.topic, tp.partition, tp.offset, metadata=note)
+            counted.append(tp)
+        return counted
 
     def _handover_committed(self, offsets: list[TopicPartition]) -> bool:
         """Commit a let-go's handover and wait for Kafka's answer: True when
