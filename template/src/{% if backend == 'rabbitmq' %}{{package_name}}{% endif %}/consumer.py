@@ -292,8 +292,8 @@ class GroupConsumer:
         settle (one handed out longer than ``message_timeout`` ago already
         counts as failed, see `_look_after`): with a single active consumer,
         a consumer that stopped reading would keep the whole queue from the
-        processes that read. Its channel closes, so the server gives back what
-        it had prefetched or held for a retry; the next read consumes again."""
+        processes that read. What it prefetched or held for a retry goes back
+        (see `_hand_back`); the next read consumes again."""
         if self._reading or (
             time.monotonic() - self.last_used < self.settings.consumer_idle
         ):
@@ -306,13 +306,71 @@ class GroupConsumer:
         ):
             return  # read meanwhile
         channel, self._channel = self._channel, None
-        self.forget()
-        self.consumers.clear()
-        if channel is not None:
-            await close_quietly(channel)
+        # A read from here on waits for the consumer to start afresh.
+        async with self._starting:
+            if channel is not None:
+                await self._hand_back(channel)
+            self.forget()
+            self.consumers.clear()
+            if channel is not None:
+                await close_quietly(channel)
         logger.info(
             "Consumer of %s unused for CONSUMER_IDLE_MS: cancelled", self.queue_name
         )
+
+    async def _hand_back(self, channel: AbstractChannel) -> None:
+        """Stop the consumer's deliveries, then put back as copies what a
+        return through the server would cost: a retry waiting its backoff
+        keeps its nack count and due time, and a prefetched message the server
+        would dead-letter on return (see `_return_would_dead_letter`) is not
+        dead-lettered unhandled. What is left goes back to its place, in
+        order, when the channel closes."""
+        timeout = self.settings.operation_timeout
+        try:
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_cancel(self._tag, timeout=timeout)
+        except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            logger.debug("cancelling the consumer of %s: %s", self.queue_name, exc)
+            return  # the channel is going: the server gives everything back
+        # Deliveries that came before the cancel's answer are handled first.
+        await asyncio.sleep(0)
+        now = time.monotonic()
+        for delivery in self._open.snapshot():
+            if delivery.due is not None and self._open.pop(delivery.identifier):
+                not_before = time.time() + max(0.0, delivery.due - now)
+                await self._put_back(
+                    delivery.message, delivery.identifier, delivery.attempts, not_before
+                )
+        waiting = [*self._ready, *self._set_aside]
+        for message in filter(self._return_would_dead_letter, waiting):
+            await self._put_back_unhandled(message)
+
+    def _return_would_dead_letter(self, message: DeliveredMessage) -> bool:
+        """Whether giving ``message`` back makes RabbitMQ dead-letter it: a
+        quorum queue before 4.3 counts every return as a delivery, and
+        dead-letters one returned past its ``x-delivery-limit``
+        (``max_retries``), whether or not a handler ever had it."""
+        delivered = header_int(headers_of(message), "x-delivery-count")
+        return (
+            self.settings.queue_type == "quorum"
+            and delivered >= self.settings.max_retries
+        )
+
+    async def _put_back_unhandled(self, message: DeliveredMessage) -> None:
+        """Put back a prefetched message no handler had, as a copy at the end
+        of the queue with the nack count it carries (the server's count of
+        returns starts again: a return and a crash look alike to it)."""
+        identifier = message_id(message) or new_identifier()
+        logger.warning(
+            "Message %s of %s went back unhandled as often as max_retries allows: "
+            "put back at the end of %s as a copy instead, out of order, so that "
+            "RabbitMQ does not dead-letter it",
+            identifier,
+            self.stream,
+            self.queue_name,
+        )
+        attempts = header_int(headers_of(message), HEADER_ATTEMPTS)
+        await self._put_back(message, identifier, attempts)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._acks.delivered(message)
@@ -712,8 +770,9 @@ class GroupConsumer:
         """Prefetched deliveries that waited `HOLD_LIMIT` go back to their
         places in the queue, ahead of what followed them. On a quorum queue a
         return counts as a delivery, so each message goes back so only once:
-        a second time it is put back as a copy at the end of the queue, out of
-        order (PREFETCH times the handling time is past `HOLD_LIMIT`)."""
+        a second time, or when the return would get it dead-lettered, it is
+        put back as a copy at the end of the queue, out of order (PREFETCH
+        times the handling time is past `HOLD_LIMIT`)."""
         waiting = list(self._ready) + self._set_aside
         logger.warning(
             "%d deliveries of %s waited in the prefetch buffer for %.0fs: "
@@ -725,8 +784,14 @@ class GroupConsumer:
         self._ready.clear()
         self._set_aside.clear()
         self._received.clear()
-        again = [m for m in waiting if (message_id(m) or "") in self._given_back]
-        first = [m for m in waiting if (message_id(m) or "") not in self._given_back]
+        again: list[DeliveredMessage] = []
+        first: list[DeliveredMessage] = []
+        for message in waiting:
+            returned_before = (message_id(message) or "") in self._given_back
+            if returned_before or self._return_would_dead_letter(message):
+                again.append(message)
+            else:
+                first.append(message)
         for message in first:
             self._given_back[message_id(message) or ""] = None
         while len(self._given_back) > GIVEN_BACK_REMEMBERED:
@@ -737,7 +802,8 @@ class GroupConsumer:
         if again:
             named = [message_id(m) or "(no message_id)" for m in again]
             logger.warning(
-                "%d of them waited that long twice: put back at the end of %s, "
+                "%d of them went back before (twice that long, or as often as "
+                "max_retries allows): put back at the end of %s as copies, "
                 "behind what followed them, so out of order (PREFETCH times a "
                 "message's handling time must stay below %.0fs): %s",
                 len(again),
