@@ -56,8 +56,9 @@ class Token:
         now, or its token expired): SQS drops a second one sent within five
         minutes with the same deduplication id."""
         deadline = time.monotonic() + patience
+        # A look first: a queue made just now holds no token to wait for.
+        wait = 0
         while True:
-            wait = 1 if time.monotonic() + 1 <= deadline else 0
             [*got] = self.queues.client.receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=1,
@@ -78,6 +79,7 @@ class Token:
                 continue
             if time.monotonic() >= deadline:
                 return False
+            wait = 1 if time.monotonic() + 1 <= deadline else 0
 
     def renew(self) -> None:
         if self.receipt is not None:
