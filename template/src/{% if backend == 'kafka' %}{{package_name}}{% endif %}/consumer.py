@@ -125,11 +125,7 @@ class GroupConsumer:
         reachability: Reachability,
         stale_end: StaleEnd,
     ) -> None:
-        self._config = {
-            **config,
-            "on_commit": self._on_commit,
-            "error_cb": self._on_error,
-        }
+        self._config = config
         # The librdkafka consumer, made by `join` at the first read and closed
         # by `let_go` when reads stop: a group member only while it reads.
         self.consumer: Consumer
@@ -221,7 +217,30 @@ class GroupConsumer:
                 return
             self._generation += 1
             generation = self._generation
-            self.consumer = Consumer(self._config)
+
+            def on_commit(
+                error: KafkaError | None, partitions: list[TopicPartition]
+            ) -> None:
+                # A let-go's handover commit is synchronous, answered to
+                # `_handover_committed` alone; an older client reports only
+                # commits that handover covers, and the trackers now hold the
+                # new client's partitions.
+                if generation == self._generation:
+                    self._on_commit(error, partitions)
+
+            def on_error(error: KafkaError) -> None:
+                if generation == self._generation:
+                    self._on_error(error)
+                else:  # a client closing after it let go: not this one's state
+                    logger.debug(
+                        "Kafka consumer of group %s, closing after it let go: %s",
+                        self.group,
+                        error,
+                    )
+
+            self.consumer = Consumer(
+                {**self._config, "on_commit": on_commit, "error_cb": on_error}
+            )
             self._member = True
 
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
