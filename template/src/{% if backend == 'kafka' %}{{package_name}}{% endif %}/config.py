@@ -106,6 +106,8 @@ _IN_FLIGHT = ("max.in.flight.requests.per.connection", "max.in.flight")
 _RETRIES = ("retries", "message.send.max.retries")
 # auto.offset.reset values that start a new group at the beginning.
 _FROM_THE_START = ("earliest", "smallest", "beginning")
+# librdkafka's max.poll.interval.ms unless CONSUMER_CONFIG or CLIENT_CONFIG sets it.
+_MAX_POLL_INTERVAL_MS = 300_000
 
 logger = logging.getLogger(__name__)
 
@@ -161,12 +163,13 @@ def parse_settings(conn_info: Mapping[str, Any]) -> KafkaSettings:
         topic_config=_topic_config(reader.string_table("TOPIC_CONFIG")),
         commit_every=reader.integer("COMMIT_EVERY", 100, minimum=1),
         commit_interval=reader.millis("COMMIT_INTERVAL_MS", 1_000, minimum=0),
-        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 300_000, minimum=1_000),
+        consumer_idle=reader.millis("CONSUMER_IDLE_MS", 240_000, minimum=1_000),
     )
     if settings.topic_replication_factor == 0:
         raise ConfigurationError(
             "TOPIC_REPLICATION_FACTOR must be -1 (cluster default) or at least 1"
         )
+    _check_idle_before_max_poll(client_config, consumer_config, settings.consumer_idle)
     for key, why in RETIRED_KEYS.items():
         if reader.raw(key, None) is not None:
             logger.warning("%s no longer has an effect, remove it: %s", key, why)
@@ -216,6 +219,36 @@ def _check_guarantees(
         raise ConfigurationError(
             f"{table}.auto.offset.reset must be earliest, got {reset!r}: a new "
             f"group would miss every message published before its first read"
+        )
+
+
+def idle_check_interval(consumer_idle: float) -> float:
+    """How often the idle watch looks, in seconds: a consumer leaves at most a
+    quarter of ``CONSUMER_IDLE_MS`` (and 5 s) after the time is up."""
+    return min(5.0, consumer_idle / 4)
+
+
+def _check_idle_before_max_poll(
+    client: dict[str, ClientOption],
+    consumer: dict[str, ClientOption],
+    consumer_idle: float,
+) -> None:
+    """Refuse a CONSUMER_IDLE_MS that lets librdkafka leave first: a client
+    not polled for ``max.poll.interval.ms`` leaves its group on its own, and a
+    let-go after that commits its handover for a member Kafka no longer knows."""
+    name = "max.poll.interval.ms"
+    table, value = _setting(client, consumer, "CONSUMER_CONFIG", name)
+    limit = _MAX_POLL_INTERVAL_MS if value is None else value
+    idle = round(consumer_idle * 1000)
+    check = idle_check_interval(consumer_idle) * 1000
+    if idle + check >= limit:
+        where = f"librdkafka's {name}" if value is None else f"{table}.{name}"
+        raise ConfigurationError(
+            f"CONSUMER_IDLE_MS ({idle}) must stay below {where} ({limit:g}) by "
+            f"more than its idle check's {check:g} ms: a consumer not read that "
+            f"long is dropped from its group by librdkafka before it can hand "
+            f"its partitions over; lower CONSUMER_IDLE_MS, or raise {name} in "
+            f"CONSUMER_CONFIG"
         )
 
 

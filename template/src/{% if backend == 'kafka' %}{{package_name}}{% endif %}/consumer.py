@@ -125,11 +125,7 @@ class GroupConsumer:
         reachability: Reachability,
         stale_end: StaleEnd,
     ) -> None:
-        self._config = {
-            **config,
-            "on_commit": self._on_commit,
-            "error_cb": self._on_error,
-        }
+        self._config = config
         # The librdkafka consumer, made by `join` at the first read and closed
         # by `let_go` when reads stop: a group member only while it reads.
         self.consumer: Consumer
@@ -137,6 +133,10 @@ class GroupConsumer:
         # Bumped at each join and let-go: callbacks of a client that left are
         # ignored (its partitions were handed over when it let go).
         self._generation = 0
+        # Clients that let go, closing on their own threads: close() waits
+        # for them, or a process exiting after it could cut their LeaveGroup
+        # short and the group would wait out their session.
+        self._letting_go: list[threading.Thread] = []
         # Set when librdkafka declares this client unusable: the broker then
         # replaces it, as it replaces a failed producer.
         self.broken = False
@@ -217,7 +217,30 @@ class GroupConsumer:
                 return
             self._generation += 1
             generation = self._generation
-            self.consumer = Consumer(self._config)
+
+            def on_commit(
+                error: KafkaError | None, partitions: list[TopicPartition]
+            ) -> None:
+                # A let-go's handover commit is synchronous, answered to
+                # `_handover_committed` alone; an older client reports only
+                # commits that handover covers, and the trackers now hold the
+                # new client's partitions.
+                if generation == self._generation:
+                    self._on_commit(error, partitions)
+
+            def on_error(error: KafkaError) -> None:
+                if generation == self._generation:
+                    self._on_error(error)
+                else:  # a client closing after it let go: not this one's state
+                    logger.debug(
+                        "Kafka consumer of group %s, closing after it let go: %s",
+                        self.group,
+                        error,
+                    )
+
+            self.consumer = Consumer(
+                {**self._config, "on_commit": on_commit, "error_cb": on_error}
+            )
             self._member = True
 
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -276,15 +299,19 @@ class GroupConsumer:
                 self._member = False
                 self.has_read = False
                 self._generation += 1
-                client = self.consumer
+                closer = threading.Thread(
+                    target=self._close_client,
+                    args=(self.consumer,),
+                    name=f"let-go-{self.group}",
+                    daemon=True,
+                )
+                # Started under the lock, so a close() that follows finds it.
+                closer.start()
+                self._letting_go = [
+                    thread for thread in self._letting_go if thread.is_alive()
+                ] + [closer]
         finally:
             self._polling.release()
-        threading.Thread(
-            target=self._close_client,
-            args=(client,),
-            name=f"let-go-{self.group}",
-            daemon=True,
-        ).start()
         return True
 
     def _counting_waiting(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
@@ -866,22 +893,29 @@ class GroupConsumer:
         consumer leaves. Leaving can take up to ``session.timeout.ms`` when the
         cluster is unreachable, so it runs on a helper thread and this returns
         after ``wait`` seconds at most; the group expires the member anyway.
+        Clients that let go and are still leaving are waited for alike.
         """
+        deadline = time.monotonic() + wait
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            if not self._member:
-                return  # never read, or let go: no client to close
-            offsets = self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
-            self._drop(set(self._partitions))
-        self._send_commit(offsets, sync=False)
-        closer = threading.Thread(
-            target=self._close_consumer, name=f"close-{self.group}", daemon=True
-        )
-        closer.start()
-        closer.join(wait)
-        if closer.is_alive():
+            closers = self._letting_go  # no let-go starts once closed
+            member = self._member  # False: never read, or let go
+            offsets: list[TopicPartition] = []
+            if member:
+                offsets = self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
+                self._drop(set(self._partitions))
+        if member:
+            self._send_commit(offsets, sync=False)
+            closer = threading.Thread(
+                target=self._close_consumer, name=f"close-{self.group}", daemon=True
+            )
+            closer.start()
+            closers = [*closers, closer]
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
+        if any(closer.is_alive() for closer in closers):
             # Without a wait (an idle or broken consumer replaced), leaving
             # in the background is what the caller asked for.
             logger.log(
