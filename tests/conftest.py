@@ -55,6 +55,9 @@ _REPORTED: dict[str, float] = {}
 os.environ["PATH"] = os.pathsep.join(
     [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
 )
+# Options given to this run (-x, -k ...) are not for the generated suites it
+# runs: `-k` alone would deselect all of a package's tests.
+os.environ.pop("PYTEST_ADDOPTS", None)
 
 
 def git(cwd: Path, *args: str) -> str:
