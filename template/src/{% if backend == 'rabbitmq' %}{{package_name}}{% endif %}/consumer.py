@@ -81,6 +81,21 @@ def message_id(message: DeliveredMessage) -> str | None:
     return message.header.properties.message_id
 
 
+def copy_of(
+    message: DeliveredMessage, identifier: str, attempts: int, not_before: float
+) -> Outgoing:
+    """A copy of ``message`` to put back at the end of its queue: its nack
+    count and the time it may come again go with it, the server's count of
+    its deliveries (which starts again) does not."""
+    headers = {
+        **headers_of(message),
+        HEADER_ATTEMPTS: attempts,
+        HEADER_NOT_BEFORE: int(not_before * 1000),
+    }
+    headers.pop("x-delivery-count", None)
+    return (message.body, identifier, headers)
+
+
 @dataclass
 class Delivery:
     """A delivery the group holds: handed out, or waiting for its retry."""
@@ -158,6 +173,7 @@ class GroupConsumer:
         self._tag = ""
         self._narrow = False
         self._starting = asyncio.Lock()
+        self._letting_go = asyncio.Lock()
         # What it delivered: waiting to be read, or held until settled.
         self._loop = asyncio.get_running_loop()
         self._acks = Acks(self._loop)
@@ -287,13 +303,13 @@ class GroupConsumer:
                     logger.debug("housekeeping of %s failed", self.queue_name)
 
     async def _let_go(self) -> None:
-        """Cancel the consumer once nobody read, acked or nacked through it
-        for ``CONSUMER_IDLE_MS`` and it holds no delivery a handler may still
-        settle (one handed out longer than ``message_timeout`` ago already
-        counts as failed, see `_look_after`): with a single active consumer,
-        a consumer that stopped reading would keep the whole queue from the
-        processes that read. What it prefetched or held for a retry goes back
-        (see `_hand_back`); the next read consumes again."""
+        """Close the consumer's channel once nobody read, acked or nacked
+        through it for ``CONSUMER_IDLE_MS`` and it holds no delivery a handler
+        may still settle (one handed out longer than ``message_timeout`` ago
+        already counts as failed, see `_look_after`): with a single active
+        consumer, a consumer that stopped reading would keep the whole queue
+        from the processes that read. Retries it holds go back first (see
+        `_hand_back`); the next read consumes again."""
         if self._reading or (
             time.monotonic() - self.last_used < self.settings.consumer_idle
         ):
@@ -306,71 +322,55 @@ class GroupConsumer:
         ):
             return  # read meanwhile
         channel, self._channel = self._channel, None
-        # A read from here on waits for the consumer to start afresh.
-        async with self._starting:
-            if channel is not None:
-                await self._hand_back(channel)
-            self.forget()
-            self.consumers.clear()
-            if channel is not None:
-                await close_quietly(channel)
+        # A read from here on waits for the consumer to start afresh, and
+        # `stop` for the let-go to end.
+        async with self._letting_go, self._starting:
+            try:
+                await self._hand_back()
+            finally:
+                self.forget()
+                self.consumers.clear()
+                if channel is not None:
+                    await close_quietly(channel)
         logger.info(
-            "Consumer of %s unused for CONSUMER_IDLE_MS: cancelled", self.queue_name
+            "Consumer of %s unused for CONSUMER_IDLE_MS: closed", self.queue_name
         )
 
-    async def _hand_back(self, channel: AbstractChannel) -> None:
-        """Stop the consumer's deliveries, then put back as copies what a
-        return through the server would cost: a retry waiting its backoff
-        keeps its nack count and due time, and a prefetched message the server
-        would dead-letter on return (see `_return_would_dead_letter`) is not
-        dead-lettered unhandled. What is left goes back to its place, in
-        order, when the channel closes."""
-        timeout = self.settings.operation_timeout
+    async def _hand_back(self) -> None:
+        """Put back the retries waiting for their backoff as copies at the
+        end of the queue that keep their nack count and due time (given back
+        through the server, a retry would come again at once, its nacks
+        forgotten): one confirmed batch, then each original acked.
+
+        The consumer stays active meanwhile: cancelled first, it would let a
+        standing-by consumer take the messages behind what it prefetched,
+        which then came back after them. Closing its channel removes it and
+        gives back what it prefetched, in order, in one step."""
+        held = [d for d in self._open.snapshot() if d.due is not None]
+        # Taken first: an ack that comes for one of them now answers False.
+        held = [d for d in held if self._open.pop(d.identifier) is not None]
+        if not held:
+            return
+        to_wall = time.time() - time.monotonic()
+        copies = [
+            copy_of(d.message, d.identifier, d.attempts, (d.due or 0.0) + to_wall)
+            for d in held
+        ]
         try:
-            underlay = await channel.get_underlay_channel()
-            await underlay.basic_cancel(self._tag, timeout=timeout)
-        except (aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
-            logger.debug("cancelling the consumer of %s: %s", self.queue_name, exc)
-            return  # the channel is going: the server gives everything back
-        # Deliveries that came before the cancel's answer are handled first.
-        await asyncio.sleep(0)
-        now = time.monotonic()
-        for delivery in self._open.snapshot():
-            if delivery.due is not None and self._open.pop(delivery.identifier):
-                not_before = time.time() + max(0.0, delivery.due - now)
-                await self._put_back(
-                    delivery.message, delivery.identifier, delivery.attempts, not_before
-                )
-        waiting = [*self._ready, *self._set_aside]
-        for message in filter(self._return_would_dead_letter, waiting):
-            await self._put_back_unhandled(message)
-
-    def _return_would_dead_letter(self, message: DeliveredMessage) -> bool:
-        """Whether giving ``message`` back makes RabbitMQ dead-letter it: a
-        quorum queue before 4.3 counts every return as a delivery, and
-        dead-letters one returned past its ``x-delivery-limit``
-        (``max_retries``), whether or not a handler ever had it."""
-        delivered = header_int(headers_of(message), "x-delivery-count")
-        return (
-            self.settings.queue_type == "quorum"
-            and delivered >= self.settings.max_retries
-        )
-
-    async def _put_back_unhandled(self, message: DeliveredMessage) -> None:
-        """Put back a prefetched message no handler had, as a copy at the end
-        of the queue with the nack count it carries (the server's count of
-        returns starts again: a return and a crash look alike to it)."""
-        identifier = message_id(message) or new_identifier()
-        logger.warning(
-            "Message %s of %s went back unhandled as often as max_retries allows: "
-            "put back at the end of %s as a copy instead, out of order, so that "
-            "RabbitMQ does not dead-letter it",
-            identifier,
-            self.stream,
-            self.queue_name,
-        )
-        attempts = header_int(headers_of(message), HEADER_ATTEMPTS)
-        await self._put_back(message, identifier, attempts)
+            await self._topology.send(
+                "", self.queue_name, copies, self.settings.publish_timeout
+            )
+        except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            logger.warning(
+                "Could not put %d retries of %s back as copies; they go back "
+                "through the queue, without their backoff: %s",
+                len(held),
+                self.queue_name,
+                exc,
+            )
+            return
+        for delivery in held:
+            await self._acks.ack(delivery.message)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._acks.delivered(message)
@@ -434,14 +434,17 @@ class GroupConsumer:
         self._channel = None
 
     async def stop(self) -> None:
-        """Write the acks answered so far, then give back the rest."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        await self._acks.drained(self.settings.operation_timeout)
-        channel, self._channel = self._channel, None
-        self.forget()
-        if channel is not None:
-            await close_quietly(channel)
+        """Write the acks answered so far, then give back the rest. A let-go
+        under way ends first: cut between a copy and its original's ack, it
+        would leave both."""
+        async with self._letting_go:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            await self._acks.drained(self.settings.operation_timeout)
+            channel, self._channel = self._channel, None
+            self.forget()
+            if channel is not None:
+                await close_quietly(channel)
 
     # -- reading ------------------------------------------------------------
 
@@ -770,9 +773,8 @@ class GroupConsumer:
         """Prefetched deliveries that waited `HOLD_LIMIT` go back to their
         places in the queue, ahead of what followed them. On a quorum queue a
         return counts as a delivery, so each message goes back so only once:
-        a second time, or when the return would get it dead-lettered, it is
-        put back as a copy at the end of the queue, out of order (PREFETCH
-        times the handling time is past `HOLD_LIMIT`)."""
+        a second time it is put back as a copy at the end of the queue, out of
+        order (PREFETCH times the handling time is past `HOLD_LIMIT`)."""
         waiting = list(self._ready) + self._set_aside
         logger.warning(
             "%d deliveries of %s waited in the prefetch buffer for %.0fs: "
@@ -784,14 +786,8 @@ class GroupConsumer:
         self._ready.clear()
         self._set_aside.clear()
         self._received.clear()
-        again: list[DeliveredMessage] = []
-        first: list[DeliveredMessage] = []
-        for message in waiting:
-            returned_before = (message_id(message) or "") in self._given_back
-            if returned_before or self._return_would_dead_letter(message):
-                again.append(message)
-            else:
-                first.append(message)
+        again = [m for m in waiting if (message_id(m) or "") in self._given_back]
+        first = [m for m in waiting if (message_id(m) or "") not in self._given_back]
         for message in first:
             self._given_back[message_id(message) or ""] = None
         while len(self._given_back) > GIVEN_BACK_REMEMBERED:
@@ -802,8 +798,7 @@ class GroupConsumer:
         if again:
             named = [message_id(m) or "(no message_id)" for m in again]
             logger.warning(
-                "%d of them went back before (twice that long, or as often as "
-                "max_retries allows): put back at the end of %s as copies, "
+                "%d of them waited that long twice: put back at the end of %s, "
                 "behind what followed them, so out of order (PREFETCH times a "
                 "message's handling time must stay below %.0fs): %s",
                 len(again),
@@ -826,13 +821,7 @@ class GroupConsumer:
         not_before: float = 0.0,
     ) -> bool:
         """Send a copy to the end of the queue, then ack; False if not sent."""
-        headers = {
-            **headers_of(message),
-            HEADER_ATTEMPTS: attempts,
-            HEADER_NOT_BEFORE: int(not_before * 1000),
-        }
-        headers.pop("x-delivery-count", None)
-        outgoing: Outgoing = (message.body, identifier, headers)
+        outgoing = copy_of(message, identifier, attempts, not_before)
         try:
             await self._topology.send(
                 "", self.queue_name, [outgoing], self.settings.publish_timeout
