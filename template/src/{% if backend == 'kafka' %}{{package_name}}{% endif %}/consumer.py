@@ -43,6 +43,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -102,6 +104,33 @@ _POLL_SLICE = 0.5
 _COMMIT_RETRY = 0.05
 # The most records one consume call may ask for (confluent-kafka refuses more).
 _CONSUME_MAX = 100_000
+# What a handover commit hears when nothing is left to hand over: the group
+# dropped the member (its session or max.poll.interval.ms ran out while
+# nobody read), or the topic was deleted.
+_GONE = {
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._UNKNOWN_TOPIC,
+}
+
+
+def gone(error: KafkaError) -> bool:
+    return error.code() in _GONE
+
+
+def commit_into(
+    answer: "Future[list[TopicPartition]]",
+    client: Consumer,
+    offsets: list[TopicPartition],
+) -> None:
+    """Commit ``offsets`` synchronously and put Kafka's answer in ``answer``."""
+    try:
+        answer.set_result(client.commit(offsets=offsets, asynchronous=False) or [])
+    except (KafkaException, RuntimeError) as exc:  # the waiter handles them
+        answer.set_exception(exc)
+
+
 # The end offset this process's own confirmed writes reached in a partition.
 ProducedEnd = Callable[[str, int], int]
 # Told the end a read reached in a partition, below a produced end: forget it.
@@ -137,6 +166,8 @@ class GroupConsumer:
         # for them, or a process exiting after it could cut their LeaveGroup
         # short and the group would wait out their session.
         self._letting_go: list[threading.Thread] = []
+        # A let-go's handover commit, until Kafka answers it.
+        self._handover: Future[list[TopicPartition]] | None = None
         # Set when librdkafka declares this client unusable: the broker then
         # replaces it, as it replaces a failed producer.
         self.broken = False
@@ -287,11 +318,27 @@ class GroupConsumer:
                 offsets = self._counting_waiting(
                     self._commit_offsets(list(self._partitions), CLEAN_HANDOVER)
                 )
-                if offsets and not self._handover_committed(offsets):
-                    return False
+                generation = self._generation
+        finally:
+            self._polling.release()
+        # Waited for without the locks: reads, acks and close() go on while
+        # Kafka answers, which takes a session timeout when a node is gone.
+        if offsets and not self._handover_committed(offsets):
+            return False
+        if not self._polling.acquire(blocking=False):
+            return False
+        try:
+            with self._lock:
+                if (
+                    self._closed
+                    or self._generation != generation
+                    or self.last_used >= since
+                    or self._parking
+                    or self._inflight
+                ):
+                    return False  # used, closed or joined again meanwhile
                 self._drop(set(self._partitions))
                 self._ready.clear()
-                self._inflight.clear()
                 self._waiting.clear()
                 self._schedule = RetrySchedule(time.monotonic)
                 self._starts.clear()
@@ -329,15 +376,34 @@ class GroupConsumer:
         return counted
 
     def _handover_committed(self, offsets: list[TopicPartition]) -> bool:
-        """Commit a let-go's handover and wait for Kafka's answer: True when
-        every partition's offset was stored (the next owner starts there)."""
+        """Commit a let-go's handover and wait, at most ``OPERATION_TIMEOUT_MS``,
+        for Kafka's answer: True when every partition's offset was stored (the
+        next owner starts there), or when the group no longer knows this member
+        or its topic (nothing is left to hand over: staying would retry for
+        ever). A commit not answered in time keeps the member, and is not sent
+        again until answered."""
+        pending = self._handover
+        if pending is None or pending.done():
+            pending = self._handover = Future()
+            threading.Thread(
+                target=commit_into,
+                args=(pending, self.consumer, offsets),
+                name=f"handover-{self.group}",
+                daemon=True,
+            ).start()
         try:
-            stored = self.consumer.commit(offsets=offsets, asynchronous=False)
+            stored = pending.result(timeout=self._settings.operation_timeout)
+        except FutureTimeout:
+            failed = "no answer within OPERATION_TIMEOUT_MS"
         except KafkaException as exc:
+            if gone(exc.args[0]):
+                return True
+            failed = str(exc)
+        except RuntimeError as exc:  # the client was closed meanwhile
             failed = str(exc)
         else:
-            errors = [tp.error for tp in stored or [] if tp.error is not None]
-            if not errors:
+            errors = [tp.error for tp in stored if tp.error is not None]
+            if all(gone(error) for error in errors):
                 return True
             failed = ", ".join(str(error) for error in errors)
         logger.info(
