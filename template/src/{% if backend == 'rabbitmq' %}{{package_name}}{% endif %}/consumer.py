@@ -81,21 +81,6 @@ def message_id(message: DeliveredMessage) -> str | None:
     return message.header.properties.message_id
 
 
-def copy_of(
-    message: DeliveredMessage, identifier: str, attempts: int, not_before: float
-) -> Outgoing:
-    """A copy of ``message`` to put back at the end of its queue: its nack
-    count and the time it may come again go with it, the server's count of
-    its deliveries (which starts again) does not."""
-    headers = {
-        **headers_of(message),
-        HEADER_ATTEMPTS: attempts,
-        HEADER_NOT_BEFORE: int(not_before * 1000),
-    }
-    headers.pop("x-delivery-count", None)
-    return (message.body, identifier, headers)
-
-
 @dataclass
 class Delivery:
     """A delivery the group holds: handed out, or waiting for its retry."""
@@ -173,7 +158,6 @@ class GroupConsumer:
         self._tag = ""
         self._narrow = False
         self._starting = asyncio.Lock()
-        self._letting_go = asyncio.Lock()
         # What it delivered: waiting to be read, or held until settled.
         self._loop = asyncio.get_running_loop()
         self._acks = Acks(self._loop)
@@ -303,13 +287,13 @@ class GroupConsumer:
                     logger.debug("housekeeping of %s failed", self.queue_name)
 
     async def _let_go(self) -> None:
-        """Close the consumer's channel once nobody read, acked or nacked
-        through it for ``CONSUMER_IDLE_MS`` and it holds no delivery a handler
-        may still settle (one handed out longer than ``message_timeout`` ago
-        already counts as failed, see `_look_after`): with a single active
-        consumer, a consumer that stopped reading would keep the whole queue
-        from the processes that read. Retries it holds go back first (see
-        `_hand_back`); the next read consumes again."""
+        """Cancel the consumer once nobody read, acked or nacked through it
+        for ``CONSUMER_IDLE_MS`` and it holds no delivery a handler may still
+        settle (one handed out longer than ``message_timeout`` ago already
+        counts as failed, see `_look_after`): with a single active consumer,
+        a consumer that stopped reading would keep the whole queue from the
+        processes that read. Its channel closes, so the server gives back what
+        it had prefetched or held for a retry; the next read consumes again."""
         if self._reading or (
             time.monotonic() - self.last_used < self.settings.consumer_idle
         ):
@@ -322,55 +306,13 @@ class GroupConsumer:
         ):
             return  # read meanwhile
         channel, self._channel = self._channel, None
-        # A read from here on waits for the consumer to start afresh, and
-        # `stop` for the let-go to end.
-        async with self._letting_go, self._starting:
-            try:
-                await self._hand_back()
-            finally:
-                self.forget()
-                self.consumers.clear()
-                if channel is not None:
-                    await close_quietly(channel)
+        self.forget()
+        self.consumers.clear()
+        if channel is not None:
+            await close_quietly(channel)
         logger.info(
-            "Consumer of %s unused for CONSUMER_IDLE_MS: closed", self.queue_name
+            "Consumer of %s unused for CONSUMER_IDLE_MS: cancelled", self.queue_name
         )
-
-    async def _hand_back(self) -> None:
-        """Put back the retries waiting for their backoff as copies at the
-        end of the queue that keep their nack count and due time (given back
-        through the server, a retry would come again at once, its nacks
-        forgotten): one confirmed batch, then each original acked.
-
-        The consumer stays active meanwhile: cancelled first, it would let a
-        standing-by consumer take the messages behind what it prefetched,
-        which then came back after them. Closing its channel removes it and
-        gives back what it prefetched, in order, in one step."""
-        held = [d for d in self._open.snapshot() if d.due is not None]
-        # Taken first: an ack that comes for one of them now answers False.
-        held = [d for d in held if self._open.pop(d.identifier) is not None]
-        if not held:
-            return
-        to_wall = time.time() - time.monotonic()
-        copies = [
-            copy_of(d.message, d.identifier, d.attempts, (d.due or 0.0) + to_wall)
-            for d in held
-        ]
-        try:
-            await self._topology.send(
-                "", self.queue_name, copies, self.settings.publish_timeout
-            )
-        except (RabbitMQBrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
-            logger.warning(
-                "Could not put %d retries of %s back as copies; they go back "
-                "through the queue, without their backoff: %s",
-                len(held),
-                self.queue_name,
-                exc,
-            )
-            return
-        for delivery in held:
-            await self._acks.ack(delivery.message)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._acks.delivered(message)
@@ -434,17 +376,14 @@ class GroupConsumer:
         self._channel = None
 
     async def stop(self) -> None:
-        """Write the acks answered so far, then give back the rest. A let-go
-        under way ends first: cut between a copy and its original's ack, it
-        would leave both."""
-        async with self._letting_go:
-            if self._sweeper is not None:
-                self._sweeper.cancel()
-            await self._acks.drained(self.settings.operation_timeout)
-            channel, self._channel = self._channel, None
-            self.forget()
-            if channel is not None:
-                await close_quietly(channel)
+        """Write the acks answered so far, then give back the rest."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self._acks.drained(self.settings.operation_timeout)
+        channel, self._channel = self._channel, None
+        self.forget()
+        if channel is not None:
+            await close_quietly(channel)
 
     # -- reading ------------------------------------------------------------
 
@@ -821,7 +760,13 @@ class GroupConsumer:
         not_before: float = 0.0,
     ) -> bool:
         """Send a copy to the end of the queue, then ack; False if not sent."""
-        outgoing = copy_of(message, identifier, attempts, not_before)
+        headers = {
+            **headers_of(message),
+            HEADER_ATTEMPTS: attempts,
+            HEADER_NOT_BEFORE: int(not_before * 1000),
+        }
+        headers.pop("x-delivery-count", None)
+        outgoing: Outgoing = (message.body, identifier, headers)
         try:
             await self._topology.send(
                 "", self.queue_name, [outgoing], self.settings.publish_timeout
