@@ -167,7 +167,9 @@ class GroupConsumer:
         # short and the group would wait out their session.
         self._letting_go: list[threading.Thread] = []
         # A let-go's handover commit, until Kafka answers it.
-        self._handover: Future[list[TopicPartition]] | None = None
+        self._handover: tuple[
+            Future[list[TopicPartition]] | None, list[tuple[int, int, str | None]]
+        ] = (None, [])
         # Set when librdkafka declares this client unusable: the broker then
         # replaces it, as it replaces a failed producer.
         self.broken = False
@@ -312,6 +314,10 @@ class GroupConsumer:
             with self._lock:
                 if not self._member or self._closed or self.last_used >= since:
                     return False
+                if self._reachability.down:
+                    # A commit nobody answers would hold every other call on
+                    # the client (reads, close) until the cluster is back.
+                    return False
                 self._expire_stale()
                 if self._parking or self._inflight:
                     return False
@@ -382,9 +388,13 @@ class GroupConsumer:
         or its topic (nothing is left to hand over: staying would retry for
         ever). A commit not answered in time keeps the member, and is not sent
         again until answered."""
-        pending = self._handover
+        pending, sent = self._handover
+        points = [(tp.partition, tp.offset, tp.metadata) for tp in offsets]
+        if pending is not None and not pending.done() and sent != points:
+            return False  # acked since: the commit under way hands over less
         if pending is None or pending.done():
-            pending = self._handover = Future()
+            pending = Future()
+            self._handover = (pending, points)
             threading.Thread(
                 target=commit_into,
                 args=(pending, self.consumer, offsets),
