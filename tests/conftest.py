@@ -365,7 +365,8 @@ def run_generated_tests(
     )
     summary = output.strip().splitlines()[-1]
     assert " passed" in summary, summary
-    assert "failed" not in summary and "error" not in summary, summary
+    # "1 xfailed" is a test expected to fail that did: not a failure.
+    assert not re.search(r"\b\d+ (failed|errors?)\b", summary), summary
     return output, [line for line in output.splitlines() if line.startswith("SKIPPED")]
 
 
