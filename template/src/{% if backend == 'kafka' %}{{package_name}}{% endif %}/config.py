@@ -244,7 +244,7 @@ def _check_idle_before_max_poll(
     if idle + check >= limit:
         where = f"librdkafka's {name}" if value is None else f"{table}.{name}"
         raise ConfigurationError(
-            f"CONSUMER_IDLE_MS ({idle}) must stay below {where} ({limit:g}) by "
+            f"CONSUMER_IDLE_MS ({idle}) must stay below {where} ({limit:.0f}) by "
             f"more than its idle check's {check:g} ms: a consumer not read that "
             f"long is dropped from its group by librdkafka before it can hand "
             f"its partitions over; lower CONSUMER_IDLE_MS, or raise {name} in "
